@@ -1,0 +1,1 @@
+//! gunsync: mirrors OIP records from GUN relays into Elasticsearch through a durable job ledger.
