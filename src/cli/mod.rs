@@ -1,0 +1,96 @@
+//! The `gunsync` command line (DESIGN §6): one clap `Command` enum, one file per subcommand.
+//! Exit status: 0 success, 2 usage error, 1 anything else, with one line on stderr.
+
+mod bench;
+mod cancel;
+mod demo;
+mod enqueue;
+mod jobs;
+mod migrate;
+mod prune;
+mod requeue;
+mod run;
+mod show;
+mod stats;
+mod sync;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::ledger::{DEFAULT_DATABASE, Ledger, LedgerOptions, Synchronous};
+
+/// An error in how gunsync was called (exit status 2), found after clap's own parsing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gunsync",
+    version,
+    about = "Mirror OIP records from GUN relays into Elasticsearch through a durable SQLite job ledger"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The ledger: an SQLite file path or `sqlite:` URL (created if missing)
+    #[arg(long, global = true, env = "GUNSYNC_DATABASE", default_value = DEFAULT_DATABASE)]
+    pub database: String,
+    /// SQLite `synchronous` setting: `full` survives power loss, `normal` is faster
+    #[arg(
+        long,
+        global = true,
+        env = "GUNSYNC_SYNCHRONOUS",
+        value_enum,
+        default_value = "full"
+    )]
+    pub synchronous: Synchronous,
+}
+
+impl GlobalArgs {
+    /// Opens the ledger named by `--database`.
+    pub async fn open_ledger(&self) -> anyhow::Result<Ledger> {
+        Ok(Ledger::open(LedgerOptions::new(&self.database).synchronous(self.synchronous)).await?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Run(run::RunArgs),
+    Sync(sync::SyncArgs),
+    Migrate(migrate::MigrateArgs),
+    Jobs(jobs::JobsArgs),
+    Show(show::ShowArgs),
+    Stats(stats::StatsArgs),
+    Requeue(requeue::RequeueArgs),
+    Cancel(cancel::CancelArgs),
+    Enqueue(enqueue::EnqueueArgs),
+    Prune(prune::PruneArgs),
+    Bench(bench::BenchArgs),
+    Demo(demo::DemoArgs),
+}
+
+/// Runs the parsed command.
+pub async fn execute(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Command::Run(args) => run::execute(args, &global).await,
+        Command::Sync(args) => sync::execute(args, &global).await,
+        Command::Migrate(args) => migrate::execute(args, &global).await,
+        Command::Jobs(args) => jobs::execute(args, &global).await,
+        Command::Show(args) => show::execute(args, &global).await,
+        Command::Stats(args) => stats::execute(args, &global).await,
+        Command::Requeue(args) => requeue::execute(args, &global).await,
+        Command::Cancel(args) => cancel::execute(args, &global).await,
+        Command::Enqueue(args) => enqueue::execute(args, &global).await,
+        Command::Prune(args) => prune::execute(args, &global).await,
+        Command::Bench(args) => bench::execute(args, &global).await,
+        Command::Demo(args) => demo::execute(args, &global).await,
+    }
+}

@@ -1,0 +1,294 @@
+//! Operator transitions: requeue (`done|dead|cancelled|retrying → pending`), cancel
+//! (`pending|retrying → cancelled`) and prune (delete finished jobs). Bulk work goes in batches
+//! of short write transactions, so a running daemon is never locked out for long.
+
+use std::collections::HashSet;
+
+use super::model::JobId;
+use super::{JobKind, JobState, Ledger, LedgerError};
+use crate::timestamp::Timestamp;
+
+/// Rows per write transaction in bulk operations.
+pub const ADMIN_BATCH: usize = 500;
+
+/// Which jobs to requeue and how. At least one of `ids`, `state`, `kind`, `key` must be given.
+#[derive(Clone, Debug, Default)]
+pub struct Requeue {
+    pub ids: Vec<JobId>,
+    pub state: Option<JobState>,
+    pub kind: Option<JobKind>,
+    pub key: Option<String>,
+    /// Restart the attempt count at 0 (otherwise `max_attempts` is raised to `attempts + 1`).
+    pub reset_attempts: bool,
+    /// Report what would change; change nothing.
+    pub dry_run: bool,
+}
+
+/// What a requeue did (or, with `dry_run`, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequeueReport {
+    /// Jobs matching the filters.
+    pub matched: u64,
+    /// Jobs moved to `pending` (with `dry_run`: that would be).
+    pub requeued: Vec<JobId>,
+    /// Matching jobs left alone because a worker is running them.
+    pub skipped_running: u64,
+    /// Matching jobs that were already `pending`.
+    pub skipped_pending: u64,
+    /// Matching jobs left alone because their `(kind, key)` already has an active job (or a
+    /// newer matching job was requeued instead).
+    pub skipped_duplicate: u64,
+    /// Requested ids that do not exist.
+    pub missing: Vec<JobId>,
+}
+
+/// What a cancel did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Cancelled {
+    pub cancelled: Vec<JobId>,
+    /// Ids in a state that cannot be cancelled (only pending and retrying jobs can).
+    pub not_cancellable: Vec<(JobId, JobState)>,
+    pub missing: Vec<JobId>,
+}
+
+/// What a prune deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pruned {
+    pub jobs: u64,
+    pub attempts: u64,
+}
+
+impl Ledger {
+    /// Moves matching finished or retrying jobs back to `pending`, runnable now, keeping their
+    /// attempt history. Never touches a running job, and never creates a second active job for a
+    /// `(kind, key)`. `progress(done, total)` is called after each batch.
+    pub async fn requeue(
+        &self,
+        request: &Requeue,
+        now: Timestamp,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<RequeueReport, LedgerError> {
+        if request.ids.is_empty()
+            && request.state.is_none()
+            && request.kind.is_none()
+            && request.key.is_none()
+        {
+            return Err(LedgerError::Invalid {
+                what: "requeue",
+                reason: "give job ids or at least one filter (--state, --kind, --key)".into(),
+            });
+        }
+        let ids = ids_json(&request.ids);
+        let state = request.state.map(JobState::as_str);
+        let kind = request.kind.map(JobKind::as_str);
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id!: i64", kind AS "kind!: String", key AS "key!: String", state AS "state!: String"
+               FROM jobs
+               WHERE (?1 IS NULL OR id IN (SELECT value FROM json_each(?1)))
+                 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR key = ?4)
+               ORDER BY id DESC"#,
+            ids,
+            state,
+            kind,
+            request.key,
+        )
+        .fetch_all(&self.reader)
+        .await?;
+
+        let mut report = RequeueReport {
+            matched: rows.len() as u64,
+            ..Default::default()
+        };
+        let found: HashSet<i64> = rows.iter().map(|r| r.id).collect();
+        report.missing = request
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| !found.contains(&id.0))
+            .collect();
+        // Newest first, so of several finished jobs of one key the newest is the one requeued.
+        let mut seen_keys = HashSet::new();
+        let mut candidates = Vec::new();
+        for row in &rows {
+            match row.state.as_str() {
+                "running" => report.skipped_running += 1,
+                "pending" => report.skipped_pending += 1,
+                _ if !seen_keys.insert((row.kind.as_str(), row.key.as_str())) => {
+                    report.skipped_duplicate += 1
+                }
+                _ => candidates.push(row.id),
+            }
+        }
+        if request.dry_run {
+            // Would-be duplicates of an active job are only known by asking; do it read-only.
+            let blocked = self.blocked_by_active(&candidates).await?;
+            report.skipped_duplicate += blocked.len() as u64;
+            report.requeued = candidates
+                .into_iter()
+                .filter(|id| !blocked.contains(id))
+                .map(JobId)
+                .collect();
+            return Ok(report);
+        }
+        let total = candidates.len() as u64;
+        let reset = request.reset_attempts;
+        for chunk in candidates.chunks(ADMIN_BATCH) {
+            let chunk_ids = serde_json::to_string(chunk).expect("ids serialize");
+            let done = sqlx::query_scalar!(
+                r#"UPDATE jobs
+                   SET state = 'pending', run_at = ?2,
+                       attempts = CASE WHEN ?3 THEN 0 ELSE attempts END,
+                       max_attempts = CASE WHEN ?3 THEN max_attempts ELSE max(max_attempts, attempts + 1) END,
+                       processed_at = NULL, updated_at = ?2
+                   WHERE id IN (SELECT value FROM json_each(?1))
+                     AND state IN ('done', 'dead', 'cancelled', 'retrying')
+                     AND NOT EXISTS (SELECT 1 FROM jobs AS a
+                                     WHERE a.kind = jobs.kind AND a.key = jobs.key AND a.id <> jobs.id
+                                       AND a.state IN ('pending', 'running', 'retrying'))
+                   RETURNING id AS "id!: i64""#,
+                chunk_ids,
+                now,
+                reset,
+            )
+            .fetch_all(&self.writer)
+            .await?;
+            report.skipped_duplicate += (chunk.len() - done.len()) as u64;
+            report.requeued.extend(done.into_iter().map(JobId));
+            progress(
+                report.requeued.len() as u64 + report.skipped_duplicate,
+                total,
+            );
+        }
+        report.requeued.sort();
+        Ok(report)
+    }
+
+    /// Of `ids`, those whose `(kind, key)` has another active job.
+    async fn blocked_by_active(&self, ids: &[i64]) -> Result<HashSet<i64>, LedgerError> {
+        let mut blocked = HashSet::new();
+        for chunk in ids.chunks(ADMIN_BATCH) {
+            let chunk_ids = serde_json::to_string(chunk).expect("ids serialize");
+            let rows = sqlx::query_scalar!(
+                r#"SELECT j.id AS "id!: i64" FROM jobs AS j
+                   WHERE j.id IN (SELECT value FROM json_each(?1))
+                     AND EXISTS (SELECT 1 FROM jobs AS a
+                                 WHERE a.kind = j.kind AND a.key = j.key AND a.id <> j.id
+                                   AND a.state IN ('pending', 'running', 'retrying'))"#,
+                chunk_ids,
+            )
+            .fetch_all(&self.reader)
+            .await?;
+            blocked.extend(rows);
+        }
+        Ok(blocked)
+    }
+
+    /// Cancels pending or retrying jobs; reports the ids it could not cancel and why.
+    pub async fn cancel(&self, ids: &[JobId], now: Timestamp) -> Result<Cancelled, LedgerError> {
+        let mut report = Cancelled::default();
+        for chunk in ids.chunks(ADMIN_BATCH) {
+            let chunk_ids = ids_json(chunk).unwrap_or_else(|| "[]".into());
+            let done = sqlx::query_scalar!(
+                r#"UPDATE jobs SET state = 'cancelled', processed_at = ?2, updated_at = ?2
+                   WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ('pending', 'retrying')
+                   RETURNING id AS "id!: i64""#,
+                chunk_ids,
+                now,
+            )
+            .fetch_all(&self.writer)
+            .await?;
+            report.cancelled.extend(done.into_iter().map(JobId));
+        }
+        let cancelled: HashSet<JobId> = report.cancelled.iter().copied().collect();
+        for id in ids.iter().copied().filter(|id| !cancelled.contains(id)) {
+            match self.job_state(id).await? {
+                Some(state) => report.not_cancellable.push((id, state)),
+                None => report.missing.push(id),
+            }
+        }
+        report.cancelled.sort();
+        Ok(report)
+    }
+
+    /// Deletes finished jobs (and their attempts) that finished before `cutoff`; `state` narrows
+    /// it to one of `done`, `dead`, `cancelled`. `progress(deleted_so_far)` is called after each
+    /// batch.
+    pub async fn prune(
+        &self,
+        cutoff: Timestamp,
+        state: Option<JobState>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Pruned, LedgerError> {
+        if let Some(state) = state.filter(|s| !s.is_finished()) {
+            return Err(LedgerError::Invalid {
+                what: "state",
+                reason: format!(
+                    "prune deletes finished jobs only (done, dead, cancelled), not {state}"
+                ),
+            });
+        }
+        let state = state.map(JobState::as_str);
+        let limit = ADMIN_BATCH as i64;
+        let mut pruned = Pruned::default();
+        loop {
+            let mut tx = self.begin_write().await?;
+            let ids = sqlx::query_scalar!(
+                r#"SELECT id AS "id!: i64" FROM jobs
+                   WHERE processed_at < ?1 AND state IN ('done', 'dead', 'cancelled') AND (?2 IS NULL OR state = ?2)
+                   LIMIT ?3"#,
+                cutoff,
+                state,
+                limit,
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            if ids.is_empty() {
+                tx.rollback().await?;
+                break;
+            }
+            let chunk_ids = serde_json::to_string(&ids).expect("ids serialize");
+            pruned.attempts += sqlx::query!(
+                "DELETE FROM job_attempts WHERE job_id IN (SELECT value FROM json_each(?1))",
+                chunk_ids
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            pruned.jobs += sqlx::query!(
+                "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?1))",
+                chunk_ids
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            progress(pruned.jobs);
+        }
+        Ok(pruned)
+    }
+
+    async fn job_state(&self, id: JobId) -> Result<Option<JobState>, LedgerError> {
+        let state = sqlx::query_scalar!(
+            r#"SELECT state AS "state!: String" FROM jobs WHERE id = ?1"#,
+            id.0
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        state
+            .map(|s| {
+                s.parse()
+                    .map_err(|e: super::UnknownName| LedgerError::Invalid {
+                        what: "state",
+                        reason: e.to_string(),
+                    })
+            })
+            .transpose()
+    }
+}
+
+fn ids_json(ids: &[JobId]) -> Option<String> {
+    (!ids.is_empty()).then(|| {
+        serde_json::to_string(&ids.iter().map(|id| id.0).collect::<Vec<_>>())
+            .expect("ids serialize")
+    })
+}

@@ -1,0 +1,139 @@
+//! Ending an attempt: `running → done | retrying | dead` (see `state.rs`), fenced by the lease
+//! token. Many completions go in one transaction of two set-based statements, so batch workers
+//! and the benchmark pay one commit per batch, not per job.
+
+use serde_json::json;
+
+use super::model::{Completion, Finish, Finished, JobId, LeaseToken, bounded_error};
+use super::{JobState, Ledger, LedgerError};
+use crate::timestamp::Timestamp;
+
+impl Ledger {
+    /// Ends the attempt a lease holder is running and reports the job's new state. A `Retry` of a
+    /// job that has used all its attempts parks it `dead` (DESIGN §2: the decision is made when an
+    /// attempt fails, never when leasing).
+    ///
+    /// # Errors
+    /// [`LedgerError::LeaseLost`] if the lease expired and the job moved on: nothing changed.
+    pub async fn finish(
+        &self,
+        id: JobId,
+        token: &LeaseToken,
+        finish: Finish,
+        now: Timestamp,
+    ) -> Result<JobState, LedgerError> {
+        let completion = Completion {
+            id,
+            lease_token: token.clone(),
+            finish,
+        };
+        let finished = self
+            .finish_many(std::slice::from_ref(&completion), now)
+            .await?;
+        finished
+            .first()
+            .map(|f| f.state)
+            .ok_or(LedgerError::LeaseLost(id))
+    }
+
+    /// Ends many attempts in one transaction. Returns the jobs that changed; a completion whose
+    /// lease was lost is left out (and changed nothing).
+    pub async fn finish_many(
+        &self,
+        completions: &[Completion],
+        now: Timestamp,
+    ) -> Result<Vec<Finished>, LedgerError> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = json!(
+            completions
+                .iter()
+                .map(|c| {
+                    let (outcome, run_at, error, status) = match &c.finish {
+                        Finish::Done => ("done", None, None, None),
+                        Finish::Retry {
+                            at,
+                            error,
+                            http_status,
+                        } => (
+                            "retry",
+                            Some(at.to_string()),
+                            Some(bounded_error(error)),
+                            *http_status,
+                        ),
+                        Finish::Dead { error, http_status } => {
+                            ("dead", None, Some(bounded_error(error)), *http_status)
+                        }
+                    };
+                    json!({
+                        "id": c.id.0,
+                        "token": c.lease_token.as_str(),
+                        "outcome": outcome,
+                        "run_at": run_at,
+                        "error": error,
+                        "http_status": status,
+                    })
+                })
+                .collect::<Vec<_>>()
+        )
+        .to_string();
+        let mut tx = self.begin_write().await?;
+        // Close the attempt rows first, while the jobs still carry the token that matches them.
+        sqlx::query!(
+            r#"UPDATE job_attempts
+               SET finished_at = ?2,
+                   outcome = CASE WHEN b.outcome = 'retry' AND j.attempts >= j.max_attempts THEN 'dead'
+                                  ELSE b.outcome END,
+                   error = b.error,
+                   http_status = b.http_status
+               FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'outcome' AS outcome,
+                            value ->> 'error' AS error, value ->> 'http_status' AS http_status
+                     FROM json_each(?1)) AS b
+               JOIN jobs AS j ON j.id = b.id
+               WHERE job_attempts.job_id = b.id AND job_attempts.lease_token = b.token
+                 AND job_attempts.outcome = 'running'
+                 AND j.state = 'running' AND j.lease_token = b.token"#,
+            batch,
+            now,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let rows = sqlx::query!(
+            r#"UPDATE jobs
+               SET state = CASE WHEN b.outcome = 'retry' AND jobs.attempts >= jobs.max_attempts THEN 'dead'
+                                WHEN b.outcome = 'retry' THEN 'retrying'
+                                ELSE b.outcome END,
+                   run_at = coalesce(b.run_at, jobs.run_at),
+                   last_error = coalesce(b.error, jobs.last_error),
+                   processed_at = CASE WHEN b.outcome = 'retry' AND jobs.attempts < jobs.max_attempts THEN NULL
+                                       ELSE ?2 END,
+                   lease_token = NULL, lease_expires_at = NULL, leased_by = NULL, updated_at = ?2
+               FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'outcome' AS outcome,
+                            value ->> 'run_at' AS run_at, value ->> 'error' AS error
+                     FROM json_each(?1)) AS b
+               WHERE jobs.id = b.id AND jobs.lease_token = b.token AND jobs.state = 'running'
+               RETURNING jobs.id AS "id!: i64", jobs.state AS "state!: String""#,
+            batch,
+            now,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|r| {
+                let state =
+                    r.state
+                        .parse()
+                        .map_err(|e: super::UnknownName| LedgerError::Invalid {
+                            what: "state",
+                            reason: e.to_string(),
+                        })?;
+                Ok(Finished {
+                    id: JobId(r.id),
+                    state,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,227 @@
+//! Leasing: `pending|retrying → running` in one `UPDATE … RETURNING` inside `BEGIN IMMEDIATE`,
+//! plus what a lease holder may do while it runs: heartbeat, save progress in the payload, and
+//! release the job at shutdown (`running → pending`, the attempt not burned).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::model::{JobId, LeaseToken, LeasedJob};
+use super::{Ledger, LedgerError};
+use crate::timestamp::Timestamp;
+
+/// What to lease.
+#[derive(Clone, Debug)]
+pub struct LeaseParams<'a> {
+    /// At most this many jobs (the caller's free slots).
+    pub max: u32,
+    /// Who holds the lease (shown to operators as `leased_by`).
+    pub worker: &'a str,
+    /// How long the lease lasts before another worker may reclaim the job.
+    pub lease_for: Duration,
+}
+
+impl Ledger {
+    /// Leases up to `params.max` runnable jobs (`run_at <= now`), in `priority, run_at, id` order,
+    /// and opens an attempt row for each. An empty vector means nothing is runnable now.
+    pub async fn lease(
+        &self,
+        params: LeaseParams<'_>,
+        now: Timestamp,
+    ) -> Result<Vec<LeasedJob>, LedgerError> {
+        if params.max == 0 {
+            return Ok(Vec::new());
+        }
+        let token = LeaseToken::generate();
+        let token_str = token.as_str();
+        let expires = now.plus(params.lease_for);
+        let max = i64::from(params.max);
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query!(
+            r#"UPDATE jobs
+               SET state = 'running', attempts = attempts + 1, lease_token = ?1, leased_by = ?2,
+                   lease_expires_at = ?3, updated_at = ?4
+               WHERE id IN (
+                   SELECT id FROM jobs
+                   WHERE state IN ('pending', 'retrying') AND run_at <= ?4
+                   ORDER BY priority, run_at, id
+                   LIMIT ?5
+               )
+               RETURNING id AS "id!: i64", kind AS "kind!: String", key AS "key!: String",
+                         payload AS "payload!: String", attempts AS "attempts!: i64",
+                         max_attempts AS "max_attempts!: i64""#,
+            token_str,
+            params.worker,
+            expires,
+            now,
+            max,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(&rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .expect("ids serialize");
+        sqlx::query!(
+            r#"INSERT INTO job_attempts (job_id, attempt, started_at, leased_by, lease_token)
+               SELECT j.id, j.attempts, ?2, j.leased_by, j.lease_token
+               FROM json_each(?1) AS e JOIN jobs AS j ON j.id = e.value"#,
+            ids,
+            now,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        let mut jobs: Vec<LeasedJob> = rows
+            .into_iter()
+            .map(|r| LeasedJob {
+                id: JobId(r.id),
+                kind_name: r.kind,
+                key: r.key,
+                // The CHECK constraint keeps payloads valid JSON; an object is what we store.
+                payload: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
+                attempt: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+                max_attempts: u32::try_from(r.max_attempts).unwrap_or(u32::MAX),
+                lease_token: token.clone(),
+                lease_expires_at: expires,
+            })
+            .collect();
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    /// Extends a running job's lease to `until`.
+    ///
+    /// # Errors
+    /// [`LedgerError::LeaseLost`] if the lease expired and the job was reclaimed or re-leased.
+    pub async fn heartbeat(
+        &self,
+        id: JobId,
+        token: &LeaseToken,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        let token = token.as_str();
+        let changed = sqlx::query!(
+            "UPDATE jobs SET lease_expires_at = ?1, updated_at = ?2
+             WHERE id = ?3 AND lease_token = ?4 AND state = 'running'",
+            until,
+            now,
+            id.0,
+            token,
+        )
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            Err(LedgerError::LeaseLost(id))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Replaces a running job's payload (a handler saving progress a retry needs, e.g. the
+    /// record type a delete found before tombstoning the record).
+    ///
+    /// # Errors
+    /// [`LedgerError::LeaseLost`] if the caller no longer holds the lease.
+    pub async fn set_payload(
+        &self,
+        id: JobId,
+        token: &LeaseToken,
+        payload: &Value,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        if !payload.is_object() {
+            return Err(LedgerError::Invalid {
+                what: "payload",
+                reason: "must be a JSON object".into(),
+            });
+        }
+        let token = token.as_str();
+        let payload = payload.to_string();
+        let changed = sqlx::query!(
+            "UPDATE jobs SET payload = ?1, updated_at = ?2
+             WHERE id = ?3 AND lease_token = ?4 AND state = 'running'",
+            payload,
+            now,
+            id.0,
+            token,
+        )
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            Err(LedgerError::LeaseLost(id))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Gives a running job back at shutdown: `running → pending`, runnable now, and the attempt it
+    /// was on does not count (its attempt row says `interrupted`).
+    ///
+    /// # Errors
+    /// [`LedgerError::LeaseLost`] if the caller no longer holds the lease.
+    pub async fn release(
+        &self,
+        id: JobId,
+        token: &LeaseToken,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        let token = token.as_str();
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query!(
+            "UPDATE jobs
+             SET state = 'pending', attempts = max(attempts - 1, 0), run_at = ?1, lease_token = NULL,
+                 lease_expires_at = NULL, leased_by = NULL, updated_at = ?1
+             WHERE id = ?2 AND lease_token = ?3 AND state = 'running'",
+            now,
+            id.0,
+            token,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Err(LedgerError::LeaseLost(id));
+        }
+        sqlx::query!(
+            "UPDATE job_attempts
+             SET finished_at = ?1, outcome = 'interrupted', error = 'released at shutdown'
+             WHERE job_id = ?2 AND lease_token = ?3 AND outcome = 'running'",
+            now,
+            id.0,
+            token,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The earliest `run_at` of a job waiting to run (`None` = nothing waiting). Workers sleep
+    /// until then instead of polling.
+    pub async fn next_run_at(&self) -> Result<Option<Timestamp>, LedgerError> {
+        let at = sqlx::query_scalar!(
+            r#"SELECT min(run_at) AS "at: Timestamp" FROM jobs WHERE state IN ('pending', 'retrying')"#
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(at)
+    }
+
+    /// The earliest lease expiry among running jobs (`None` = nothing running).
+    pub async fn next_lease_expiry(&self) -> Result<Option<Timestamp>, LedgerError> {
+        let at = sqlx::query_scalar!(
+            r#"SELECT min(lease_expires_at) AS "at: Timestamp" FROM jobs WHERE state = 'running'"#
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(at)
+    }
+}

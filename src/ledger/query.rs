@@ -1,0 +1,257 @@
+//! Read models for operators and endpoints: job listings, one job with its attempt history,
+//! counts. Reads go through the reader pool and never block the writer.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::model::JobId;
+use super::{JobKind, JobState, Ledger, LedgerError};
+use crate::timestamp::Timestamp;
+
+/// Which jobs to list (filters combine with AND).
+#[derive(Clone, Debug)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub kind: Option<JobKind>,
+    pub key: Option<String>,
+    pub limit: u32,
+}
+
+impl Default for JobFilter {
+    fn default() -> Self {
+        JobFilter {
+            state: None,
+            kind: None,
+            key: None,
+            limit: 50,
+        }
+    }
+}
+
+/// A job as operators see it (the `--json` shape of `gunsync jobs`, DESIGN §6).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobView {
+    pub id: i64,
+    pub kind: String,
+    pub key: String,
+    pub state: String,
+    pub priority: i64,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_at: Timestamp,
+    pub lease_expires_at: Option<Timestamp>,
+    pub leased_by: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub processed_at: Option<Timestamp>,
+    pub payload: Value,
+}
+
+/// One attempt of a job (`job_attempts`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AttemptView {
+    pub attempt: i64,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub http_status: Option<i64>,
+    pub leased_by: Option<String>,
+}
+
+/// One sync cycle on one peer (`sync_cycles`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CycleView {
+    pub id: i64,
+    pub peer: String,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub deletions_seen: i64,
+    pub records_seen: i64,
+    pub delete_enqueued: i64,
+    pub discover_enqueued: i64,
+    pub rejected: i64,
+    pub error: Option<String>,
+}
+
+/// Counts for `gunsync stats`, `/metrics` and `/healthz`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stats {
+    /// Every state name, with its count (0 included).
+    pub states: BTreeMap<String, i64>,
+    /// kind → state → count (only non-zero counts).
+    pub kinds: BTreeMap<String, BTreeMap<String, i64>>,
+    pub total: i64,
+    /// Jobs that could run now (pending or retrying with `run_at <= now`).
+    pub runnable: i64,
+    /// How long the oldest runnable job has been waiting, in seconds.
+    pub oldest_runnable_age_s: Option<f64>,
+    /// Running jobs whose lease expired (the reclaimer will return them).
+    pub expired_leases: i64,
+    pub last_cycles: Vec<CycleView>,
+}
+
+impl Ledger {
+    /// Jobs matching `filter`, newest first.
+    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobView>, LedgerError> {
+        let state = filter.state.map(JobState::as_str);
+        let kind = filter.kind.map(JobKind::as_str);
+        let limit = i64::from(filter.limit);
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id!: i64", kind AS "kind!: String", key AS "key!: String", state AS "state!: String",
+                      priority AS "priority!: i64", attempts AS "attempts!: i64", max_attempts AS "max_attempts!: i64",
+                      run_at AS "run_at!: Timestamp", lease_expires_at AS "lease_expires_at: Timestamp",
+                      leased_by, last_error, created_at AS "created_at!: Timestamp",
+                      updated_at AS "updated_at!: Timestamp", processed_at AS "processed_at: Timestamp",
+                      payload AS "payload!: String"
+               FROM jobs
+               WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR key = ?3)
+               ORDER BY id DESC
+               LIMIT ?4"#,
+            state,
+            kind,
+            filter.key,
+            limit,
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| JobView {
+                id: r.id,
+                kind: r.kind,
+                key: r.key,
+                state: r.state,
+                priority: r.priority,
+                attempts: r.attempts,
+                max_attempts: r.max_attempts,
+                run_at: r.run_at,
+                lease_expires_at: r.lease_expires_at,
+                leased_by: r.leased_by,
+                last_error: r.last_error,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+                processed_at: r.processed_at,
+                payload: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
+            })
+            .collect())
+    }
+
+    /// One job and its attempts, oldest attempt first (`None` = no such job).
+    pub async fn get_job(
+        &self,
+        id: JobId,
+    ) -> Result<Option<(JobView, Vec<AttemptView>)>, LedgerError> {
+        let row = sqlx::query!(
+            r#"SELECT id AS "id!: i64", kind AS "kind!: String", key AS "key!: String", state AS "state!: String",
+                      priority AS "priority!: i64", attempts AS "attempts!: i64", max_attempts AS "max_attempts!: i64",
+                      run_at AS "run_at!: Timestamp", lease_expires_at AS "lease_expires_at: Timestamp",
+                      leased_by, last_error, created_at AS "created_at!: Timestamp",
+                      updated_at AS "updated_at!: Timestamp", processed_at AS "processed_at: Timestamp",
+                      payload AS "payload!: String"
+               FROM jobs WHERE id = ?1"#,
+            id.0,
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let job = JobView {
+            id: r.id,
+            kind: r.kind,
+            key: r.key,
+            state: r.state,
+            priority: r.priority,
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+            run_at: r.run_at,
+            lease_expires_at: r.lease_expires_at,
+            leased_by: r.leased_by,
+            last_error: r.last_error,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            processed_at: r.processed_at,
+            payload: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
+        };
+        let attempts = sqlx::query_as!(
+            AttemptView,
+            r#"SELECT attempt AS "attempt!: i64", started_at AS "started_at!: Timestamp",
+                      finished_at AS "finished_at: Timestamp", outcome AS "outcome!: String", error,
+                      http_status, leased_by
+               FROM job_attempts WHERE job_id = ?1 ORDER BY id"#,
+            id.0,
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(Some((job, attempts)))
+    }
+
+    /// Counts by state and kind, the runnable backlog and the last `cycles` sync cycles.
+    pub async fn stats(&self, now: Timestamp, cycles: u32) -> Result<Stats, LedgerError> {
+        let rows = sqlx::query!(
+            r#"SELECT kind AS "kind!: String", state AS "state!: String", count(*) AS "n!: i64"
+               FROM jobs GROUP BY kind, state"#
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let mut states: BTreeMap<String, i64> = JobState::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect();
+        let mut kinds: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        let mut total = 0;
+        for r in rows {
+            *states.entry(r.state.clone()).or_default() += r.n;
+            kinds.entry(r.kind).or_default().insert(r.state, r.n);
+            total += r.n;
+        }
+        let backlog = sqlx::query!(
+            r#"SELECT count(*) AS "n!: i64", min(run_at) AS "oldest: Timestamp"
+               FROM jobs WHERE state IN ('pending', 'retrying') AND run_at <= ?1"#,
+            now,
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        let expired_leases = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!: i64" FROM jobs WHERE state = 'running' AND lease_expires_at <= ?1"#,
+            now,
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(Stats {
+            states,
+            kinds,
+            total,
+            runnable: backlog.n,
+            oldest_runnable_age_s: backlog.oldest.map(|t| now.since(t).as_secs_f64()),
+            expired_leases,
+            last_cycles: self.recent_cycles(cycles).await?,
+        })
+    }
+
+    /// The most recent sync cycles, newest first.
+    pub async fn recent_cycles(&self, limit: u32) -> Result<Vec<CycleView>, LedgerError> {
+        let limit = i64::from(limit);
+        Ok(sqlx::query_as!(
+            CycleView,
+            r#"SELECT id AS "id!: i64", peer AS "peer!: String", started_at AS "started_at!: Timestamp",
+                      finished_at AS "finished_at: Timestamp", deletions_seen AS "deletions_seen!: i64",
+                      records_seen AS "records_seen!: i64", delete_enqueued AS "delete_enqueued!: i64",
+                      discover_enqueued AS "discover_enqueued!: i64", rejected AS "rejected!: i64", error
+               FROM sync_cycles ORDER BY id DESC LIMIT ?1"#,
+            limit,
+        )
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// `Ok(())` when the database answers a query (for `/healthz`).
+    pub async fn ping(&self) -> Result<(), LedgerError> {
+        sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64""#)
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(())
+    }
+}

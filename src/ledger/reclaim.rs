@@ -1,0 +1,48 @@
+//! Rescuing jobs whose worker died: `running → retrying | dead` once the lease has expired
+//! (see `state.rs`). The burned attempt still counts, so a job that kills its worker every
+//! time ends `dead`.
+
+use super::model::Reclaimed;
+use super::{Ledger, LedgerError};
+use crate::timestamp::Timestamp;
+
+/// `last_error` of a reclaimed job (DESIGN §2).
+pub const LEASE_EXPIRED: &str = "lease expired";
+
+impl Ledger {
+    /// Reclaims every running job whose lease expired at or before `now`; they become runnable
+    /// at once (`run_at = now`), or `dead` if out of attempts.
+    pub async fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, LedgerError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query!(
+            "UPDATE job_attempts
+             SET finished_at = ?1, outcome = 'lease_expired', error = ?2
+             FROM jobs AS j
+             WHERE j.id = job_attempts.job_id AND j.state = 'running' AND j.lease_expires_at <= ?1
+               AND job_attempts.lease_token = j.lease_token AND job_attempts.outcome = 'running'",
+            now,
+            LEASE_EXPIRED,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let states = sqlx::query_scalar!(
+            r#"UPDATE jobs
+               SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'retrying' END,
+                   run_at = ?1, last_error = ?2,
+                   processed_at = CASE WHEN attempts >= max_attempts THEN ?1 END,
+                   lease_token = NULL, lease_expires_at = NULL, leased_by = NULL, updated_at = ?1
+               WHERE state = 'running' AND lease_expires_at <= ?1
+               RETURNING state AS "state!: String""#,
+            now,
+            LEASE_EXPIRED,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let dead = states.iter().filter(|s| *s == "dead").count() as u64;
+        Ok(Reclaimed {
+            retrying: states.len() as u64 - dead,
+            dead,
+        })
+    }
+}

@@ -1,0 +1,299 @@
+//! Runs one leased job and records how it ended. `decide` maps a handler's result to a ledger
+//! transition and is pure; `execute` adds the impure parts: catching panics, heartbeats while the
+//! job runs long, giving the lease back at a hard stop, and writing the finish.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tracing::{Instrument, debug, error, info, warn};
+
+use super::{JobError, JobHandler, JobRun, WorkerConfig};
+use crate::ledger::{Backoff, Finish, JobState, LeasedJob, Ledger, LedgerError};
+use crate::shutdown::Shutdown;
+use crate::timestamp::Timestamp;
+
+/// How a job's attempt ended, from the pool's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Finished(JobState),
+    /// Given back at a hard stop, the attempt not counted.
+    Released,
+    /// The lease was lost (expired and taken over); nothing was written.
+    LeaseLost,
+    /// The ledger could not record the result; the lease will expire and the job run again.
+    Unrecorded,
+}
+
+/// The transition for a handler's result: success is `Done`; a permanent error, or a transient
+/// one on the last allowed attempt, is `Dead`; any other transient error retries after the
+/// backoff for this attempt (raised to the peer's `Retry-After`).
+pub fn decide(
+    job: &LeasedJob,
+    result: Result<(), JobError>,
+    now: Timestamp,
+    policy: &Backoff,
+    jitter_sample: f64,
+) -> Finish {
+    match result {
+        Ok(()) => Finish::Done,
+        Err(JobError::Permanent {
+            reason,
+            http_status,
+        }) => Finish::Dead {
+            error: reason,
+            http_status,
+        },
+        Err(JobError::Transient {
+            reason,
+            http_status,
+            ..
+        }) if job.attempt >= job.max_attempts => Finish::Dead {
+            error: format!("{reason} (gave up after {} attempts)", job.attempt),
+            http_status,
+        },
+        Err(JobError::Transient {
+            reason,
+            retry_after,
+            http_status,
+        }) => Finish::Retry {
+            at: now.plus(policy.delay(job.attempt, retry_after, jitter_sample)),
+            error: reason,
+            http_status,
+        },
+    }
+}
+
+pub(super) async fn execute(
+    job: LeasedJob,
+    handler: Option<Arc<dyn JobHandler>>,
+    ledger: Ledger,
+    config: Arc<WorkerConfig>,
+    shutdown: Shutdown,
+) -> Outcome {
+    let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind_name, job.key = %job.key, attempt = job.attempt);
+    run_and_record(job, handler, ledger, config, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn run_and_record(
+    job: LeasedJob,
+    handler: Option<Arc<dyn JobHandler>>,
+    ledger: Ledger,
+    config: Arc<WorkerConfig>,
+    shutdown: Shutdown,
+) -> Outcome {
+    let started = Instant::now();
+    let kind = job.kind().ok();
+    let run = JobRun::new(job, ledger.clone());
+    let result = match handler {
+        None => Err(JobError::permanent(format!(
+            "no handler for job kind {:?}",
+            run.job.kind_name
+        ))),
+        Some(handler) => {
+            let work = AssertUnwindSafe(handler.run(&run)).catch_unwind();
+            tokio::select! {
+                result = work => result.unwrap_or_else(|panic| Err(JobError::transient(format!("handler panicked: {}", panic_message(&*panic))))),
+                lost = keep_lease(&run.job, &ledger, config.lease_for) => {
+                    warn!(error = %lost, "lease lost while running; abandoning the attempt");
+                    return Outcome::LeaseLost;
+                }
+                _ = shutdown.running_cancelled() => {
+                    return match ledger.release(run.job.id, &run.job.lease_token, Timestamp::now()).await {
+                        Ok(()) => { info!("released at shutdown"); Outcome::Released }
+                        Err(e) => { warn!(error = %e, "could not release at shutdown; the lease will expire"); Outcome::Unrecorded }
+                    };
+                }
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    let job = run.job;
+    let policy = config.backoff_for(kind);
+    let finish = decide(
+        &job,
+        result,
+        Timestamp::now(),
+        &policy,
+        rand::random_range(-1.0..=1.0),
+    );
+    let outcome = record(&ledger, &job, finish.clone()).await;
+    let kind_label = job.kind_name.clone();
+    metrics::histogram!("gunsync_job_duration_seconds", "kind" => kind_label.clone())
+        .record(elapsed.as_secs_f64());
+    let elapsed_ms = elapsed.as_millis() as u64;
+    match (&outcome, &finish) {
+        (Outcome::Finished(state), _) => {
+            metrics::counter!("gunsync_job_attempts_total", "kind" => kind_label, "outcome" => state.as_str()).increment(1);
+            match (state, &finish) {
+                (JobState::Done, _) => debug!(elapsed_ms, "job done"),
+                (JobState::Retrying, Finish::Retry { at, error, .. }) => {
+                    warn!(elapsed_ms, error = %error, retry_at = %at, "job failed; will retry")
+                }
+                (JobState::Dead, Finish::Retry { error, .. } | Finish::Dead { error, .. }) => {
+                    error!(elapsed_ms, error = %error, "job dead")
+                }
+                _ => {}
+            }
+        }
+        (Outcome::LeaseLost, _) => warn!(
+            elapsed_ms,
+            "lease lost before the result was recorded; another worker owns the job"
+        ),
+        _ => {}
+    }
+    outcome
+}
+
+/// Writes the finish, retrying briefly if the database is busy: losing the write is safe (the
+/// lease expires and the job runs again) but wasteful.
+async fn record(ledger: &Ledger, job: &LeasedJob, finish: Finish) -> Outcome {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        match ledger
+            .finish(job.id, &job.lease_token, finish.clone(), Timestamp::now())
+            .await
+        {
+            Ok(state) => return Outcome::Finished(state),
+            Err(LedgerError::LeaseLost(_)) => return Outcome::LeaseLost,
+            Err(e) if attempt < 5 => {
+                warn!(error = %e, "recording the job result failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => {
+                error!(error = %e, "could not record the job result; the lease will expire and the job run again");
+            }
+        }
+    }
+    Outcome::Unrecorded
+}
+
+/// Extends the lease every half lease period while the job runs. Returns only when the lease is
+/// lost (the caller then abandons the job).
+async fn keep_lease(job: &LeasedJob, ledger: &Ledger, lease_for: Duration) -> LedgerError {
+    let half = (lease_for / 2).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(half).await;
+        let now = Timestamp::now();
+        match ledger
+            .heartbeat(job.id, &job.lease_token, now.plus(lease_for), now)
+            .await
+        {
+            Ok(()) => debug!("lease extended"),
+            Err(e @ LedgerError::LeaseLost(_)) => return e,
+            // A busy database now is not a lost lease; try again next period.
+            Err(e) => warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{JobId, LeaseToken};
+
+    fn job(attempt: u32, max_attempts: u32) -> LeasedJob {
+        LeasedJob {
+            id: JobId(1),
+            kind_name: "delete".into(),
+            key: "did:gun:x:1".into(),
+            payload: serde_json::json!({}),
+            attempt,
+            max_attempts,
+            lease_token: LeaseToken::generate(),
+            lease_expires_at: Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn decide_maps_each_result_to_its_transition() {
+        let now = Timestamp::parse("2026-11-23T08:00:00.000Z").unwrap();
+        let policy = Backoff {
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(3600),
+            jitter: 0.2,
+        };
+        let transient = |retry_after| JobError::Transient {
+            reason: "es 503".into(),
+            retry_after,
+            http_status: Some(503),
+        };
+        let table: Vec<(LeasedJob, Result<(), JobError>, Finish)> = vec![
+            (job(1, 12), Ok(()), Finish::Done),
+            (
+                job(1, 12),
+                Err(JobError::Permanent {
+                    reason: "bad record".into(),
+                    http_status: None,
+                }),
+                Finish::Dead {
+                    error: "bad record".into(),
+                    http_status: None,
+                },
+            ),
+            (
+                job(1, 12),
+                Err(transient(None)),
+                Finish::Retry {
+                    at: now.plus(Duration::from_secs(30)),
+                    error: "es 503".into(),
+                    http_status: Some(503),
+                },
+            ),
+            (
+                job(3, 12),
+                Err(transient(None)),
+                Finish::Retry {
+                    at: now.plus(Duration::from_secs(120)),
+                    error: "es 503".into(),
+                    http_status: Some(503),
+                },
+            ),
+            (
+                job(1, 12),
+                Err(transient(Some(Duration::from_secs(90)))),
+                Finish::Retry {
+                    at: now.plus(Duration::from_secs(90)),
+                    error: "es 503".into(),
+                    http_status: Some(503),
+                },
+            ),
+            (
+                job(12, 12),
+                Err(transient(None)),
+                Finish::Dead {
+                    error: "es 503 (gave up after 12 attempts)".into(),
+                    http_status: Some(503),
+                },
+            ),
+        ];
+        for (job, result, expected) in table {
+            assert_eq!(
+                decide(&job, result.clone(), now, &policy, 0.0),
+                expected,
+                "{result:?} at attempt {}",
+                job.attempt
+            );
+        }
+    }
+
+    #[test]
+    fn panic_payloads_become_messages() {
+        let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+        assert_eq!(panic_message(&*p), "boom 1");
+    }
+}

@@ -1,0 +1,178 @@
+//! The worker pool: leases jobs from the ledger in batches, runs each with the handler registered
+//! for its kind, and turns the result into a ledger transition. It owns no state of its own: the
+//! ledger is the only source of truth.
+//!
+//! * `pool`: slots, the lease loop, wake-ups, heartbeats, graceful shutdown.
+//! * `execute`: one job → one `Finish` (`decide` is pure and table-tested).
+//! * `rescuer`: reclaims expired leases at start-up and on a timer.
+
+mod execute;
+mod pool;
+mod rescuer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::ledger::{Backoff, JobKind, LeasedJob, Ledger, LedgerError};
+use crate::timestamp::Timestamp;
+
+pub use execute::decide;
+pub use pool::{DrainReport, WorkerPool};
+pub use rescuer::reclaim_once;
+
+/// How a handler failed. The contract between handlers and the worker: transient errors retry on
+/// the backoff, permanent errors park the job `dead` at once with the reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JobError {
+    #[error("{reason}")]
+    Transient {
+        reason: String,
+        /// A peer's `Retry-After`: the next attempt waits at least this long.
+        retry_after: Option<Duration>,
+        http_status: Option<u16>,
+    },
+    #[error("{reason}")]
+    Permanent {
+        reason: String,
+        http_status: Option<u16>,
+    },
+}
+
+impl JobError {
+    pub fn transient(reason: impl Into<String>) -> Self {
+        JobError::Transient {
+            reason: reason.into(),
+            retry_after: None,
+            http_status: None,
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        JobError::Permanent {
+            reason: reason.into(),
+            http_status: None,
+        }
+    }
+
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            JobError::Transient { http_status, .. } | JobError::Permanent { http_status, .. } => {
+                *http_status
+            }
+        }
+    }
+}
+
+/// A leased job as a handler sees it: the row, plus the one write a handler may make while it
+/// runs (saving progress into the payload, fenced by the lease).
+pub struct JobRun {
+    pub job: LeasedJob,
+    ledger: Ledger,
+}
+
+impl JobRun {
+    pub fn new(job: LeasedJob, ledger: Ledger) -> Self {
+        JobRun { job, ledger }
+    }
+
+    /// Saves `payload` as the job's payload, so a later attempt sees what this one learned.
+    ///
+    /// # Errors
+    /// Transient if the ledger is unreachable or the lease was lost (the job will run again).
+    pub async fn save_payload(&self, payload: &Value) -> Result<(), JobError> {
+        self.ledger
+            .set_payload(
+                self.job.id,
+                &self.job.lease_token,
+                payload,
+                Timestamp::now(),
+            )
+            .await
+            .map_err(|e: LedgerError| {
+                JobError::transient(format!("save payload of job {}: {e}", self.job.id))
+            })
+    }
+}
+
+/// Runs jobs of one kind.
+pub trait JobHandler: Send + Sync + 'static {
+    /// Does the job. Must be idempotent: a job may run again after a crash or lease expiry.
+    fn run<'a>(&'a self, run: &'a JobRun) -> BoxFuture<'a, Result<(), JobError>>;
+}
+
+/// Handlers by job kind.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<JobKind, Arc<dyn JobHandler>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(mut self, kind: JobKind, handler: impl JobHandler) -> Self {
+        self.handlers.insert(kind, Arc::new(handler));
+        self
+    }
+
+    fn get(&self, kind: JobKind) -> Option<Arc<dyn JobHandler>> {
+        self.handlers.get(&kind).cloned()
+    }
+}
+
+/// How the pool runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Concurrent jobs (GUNSYNC_WORKERS).
+    pub workers: usize,
+    /// Lease length (GUNSYNC_LEASE_MS); jobs running past half of it heartbeat.
+    pub lease_for: Duration,
+    /// Retry schedule (GUNSYNC_BACKOFF_BASE_MS / GUNSYNC_BACKOFF_MAX_MS).
+    pub backoff: Backoff,
+    /// Per-kind overrides of `backoff`.
+    pub backoff_by_kind: HashMap<JobKind, Backoff>,
+    /// Longest sleep between looks at the ledger, so jobs enqueued or requeued by another
+    /// process are noticed within this time.
+    pub max_idle: Duration,
+    /// How often expired leases are reclaimed.
+    pub reclaim_every: Duration,
+    /// How long running jobs may take to finish after a stop before they are interrupted.
+    pub shutdown_grace: Duration,
+    /// Name shown as `leased_by`.
+    pub name: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            workers: 4,
+            lease_for: Duration::from_secs(60),
+            backoff: Backoff::default(),
+            backoff_by_kind: HashMap::new(),
+            max_idle: Duration::from_secs(2),
+            reclaim_every: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(25),
+            name: format!("{}:{}", hostname(), std::process::id()),
+        }
+    }
+}
+
+impl WorkerConfig {
+    fn backoff_for(&self, kind: Option<JobKind>) -> Backoff {
+        kind.and_then(|k| self.backoff_by_kind.get(&k).copied())
+            .unwrap_or(self.backoff)
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gunsync".into())
+}
