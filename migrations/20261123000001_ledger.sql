@@ -15,12 +15,14 @@ CREATE TABLE jobs (
     lease_expires_at TEXT,
     lease_token      TEXT,
     leased_by        TEXT,
+    leased_at        TEXT,    -- when the current attempt started (running jobs only)
     last_error       TEXT,
     created_at       TEXT    NOT NULL,
     updated_at       TEXT    NOT NULL,
     processed_at     TEXT,
     -- a running job always holds a lease; no other state does
-    CHECK ((state = 'running') = (lease_token IS NOT NULL AND lease_expires_at IS NOT NULL))
+    CHECK ((state = 'running') = (lease_token IS NOT NULL AND lease_expires_at IS NOT NULL
+                                  AND leased_at IS NOT NULL))
 );
 
 -- At most one active job per (kind, key).
@@ -30,20 +32,22 @@ CREATE UNIQUE INDEX jobs_one_active_per_key ON jobs (kind, key)
 CREATE INDEX jobs_runnable ON jobs (priority, run_at, id) WHERE state IN ('pending', 'retrying');
 -- The reclaimer's scan: leases by expiry.
 CREATE INDEX jobs_running_by_expiry ON jobs (lease_expires_at) WHERE state = 'running';
--- History per key (sync decides on it, `jobs --key` lists it) and listings by state.
-CREATE INDEX jobs_by_kind_key ON jobs (kind, key, processed_at);
-CREATE INDEX jobs_by_state ON jobs (state, id);
-CREATE INDEX jobs_finished ON jobs (processed_at) WHERE processed_at IS NOT NULL;
+-- History per key (sync decides on it, `jobs --key` lists it). Deliberately no index on `state`
+-- (the planner would prefer it to `jobs_runnable` and sort every pending job on each lease) nor
+-- on `processed_at` (every finish would pay for it; prune scans by id instead).
+CREATE INDEX jobs_by_kind_key ON jobs (kind, key);
 
--- One row per attempt, appended at lease time and closed when the attempt ends.
+-- One row per finished attempt, written in the same transaction that ends it (done, retry,
+-- dead, lease_expired, interrupted). The attempt in flight is the job row itself (`leased_at`,
+-- `leased_by`, `lease_expires_at`), so leasing writes one row per job, not two.
 CREATE TABLE job_attempts (
     id          INTEGER PRIMARY KEY,
     job_id      INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     attempt     INTEGER NOT NULL,
     started_at  TEXT    NOT NULL,
-    finished_at TEXT,
-    outcome     TEXT    NOT NULL DEFAULT 'running'
-                CHECK (outcome IN ('running', 'done', 'retry', 'dead', 'lease_expired', 'interrupted')),
+    finished_at TEXT    NOT NULL,
+    outcome     TEXT    NOT NULL
+                CHECK (outcome IN ('done', 'retry', 'dead', 'lease_expired', 'interrupted')),
     error       TEXT,
     http_status INTEGER,
     leased_by   TEXT,

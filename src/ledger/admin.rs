@@ -230,21 +230,31 @@ impl Ledger {
         let state = state.map(JobState::as_str);
         let limit = ADMIN_BATCH as i64;
         let mut pruned = Pruned::default();
+        // Keyset over ids: one pass over the table in short transactions, no index on processed_at.
+        let mut after = 0i64;
         loop {
             let mut tx = self.begin_write().await?;
-            let ids = sqlx::query_scalar!(
-                r#"SELECT id AS "id!: i64" FROM jobs
-                   WHERE processed_at < ?1 AND state IN ('done', 'dead', 'cancelled') AND (?2 IS NULL OR state = ?2)
-                   LIMIT ?3"#,
+            let scanned = sqlx::query!(
+                r#"SELECT id AS "id!: i64",
+                          (processed_at < ?2 AND state IN ('done', 'dead', 'cancelled') AND (?3 IS NULL OR state = ?3))
+                              AS "prune!: bool"
+                   FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?4"#,
+                after,
                 cutoff,
                 state,
                 limit,
             )
             .fetch_all(&mut *tx)
             .await?;
-            if ids.is_empty() {
+            let Some(last) = scanned.last() else {
                 tx.rollback().await?;
                 break;
+            };
+            after = last.id;
+            let ids: Vec<i64> = scanned.iter().filter(|r| r.prune).map(|r| r.id).collect();
+            if ids.is_empty() {
+                tx.rollback().await?;
+                continue;
             }
             let chunk_ids = serde_json::to_string(&ids).expect("ids serialize");
             pruned.attempts += sqlx::query!(

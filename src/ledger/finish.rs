@@ -79,21 +79,17 @@ impl Ledger {
         )
         .to_string();
         let mut tx = self.begin_write().await?;
-        // Close the attempt rows first, while the jobs still carry the token that matches them.
+        // Write the attempt rows first, while the jobs still carry the lease that matches them.
         sqlx::query!(
-            r#"UPDATE job_attempts
-               SET finished_at = ?2,
-                   outcome = CASE WHEN b.outcome = 'retry' AND j.attempts >= j.max_attempts THEN 'dead'
-                                  ELSE b.outcome END,
-                   error = b.error,
-                   http_status = b.http_status
+            r#"INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome, error, http_status, leased_by, lease_token)
+               SELECT j.id, j.attempts, j.leased_at, ?2,
+                      CASE WHEN b.outcome = 'retry' AND j.attempts >= j.max_attempts THEN 'dead' ELSE b.outcome END,
+                      b.error, b.http_status, j.leased_by, j.lease_token
                FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'outcome' AS outcome,
                             value ->> 'error' AS error, value ->> 'http_status' AS http_status
                      FROM json_each(?1)) AS b
                JOIN jobs AS j ON j.id = b.id
-               WHERE job_attempts.job_id = b.id AND job_attempts.lease_token = b.token
-                 AND job_attempts.outcome = 'running'
-                 AND j.state = 'running' AND j.lease_token = b.token"#,
+               WHERE j.lease_token = b.token AND +j.state = 'running'"#,
             batch,
             now,
         )
@@ -108,11 +104,12 @@ impl Ledger {
                    last_error = coalesce(b.error, jobs.last_error),
                    processed_at = CASE WHEN b.outcome = 'retry' AND jobs.attempts < jobs.max_attempts THEN NULL
                                        ELSE ?2 END,
-                   lease_token = NULL, lease_expires_at = NULL, leased_by = NULL, updated_at = ?2
+                   lease_token = NULL, lease_expires_at = NULL, leased_by = NULL, leased_at = NULL, updated_at = ?2
                FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'outcome' AS outcome,
                             value ->> 'run_at' AS run_at, value ->> 'error' AS error
                      FROM json_each(?1)) AS b
-               WHERE jobs.id = b.id AND jobs.lease_token = b.token AND jobs.state = 'running'
+               -- `+state`: look jobs up by id from the batch; never scan every running job per entry
+               WHERE jobs.id = b.id AND jobs.lease_token = b.token AND +jobs.state = 'running'
                RETURNING jobs.id AS "id!: i64", jobs.state AS "state!: String""#,
             batch,
             now,

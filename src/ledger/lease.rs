@@ -1,4 +1,4 @@
-//! Leasing: `pending|retrying → running` in one `UPDATE … RETURNING` inside `BEGIN IMMEDIATE`,
+//! Leasing: `pending|retrying → running` in one `UPDATE … RETURNING` inside `BEGIN IMMEDIATE`
 //! plus what a lease holder may do while it runs: heartbeat, save progress in the payload, and
 //! release the job at shutdown (`running → pending`, the attempt not burned).
 
@@ -23,7 +23,8 @@ pub struct LeaseParams<'a> {
 
 impl Ledger {
     /// Leases up to `params.max` runnable jobs (`run_at <= now`), in `priority, run_at, id` order,
-    /// and opens an attempt row for each. An empty vector means nothing is runnable now.
+    /// An empty vector means nothing is runnable now. The attempt in flight lives on the job row
+    /// (`leased_at`); its `job_attempts` row is written when it ends.
     pub async fn lease(
         &self,
         params: LeaseParams<'_>,
@@ -40,7 +41,7 @@ impl Ledger {
         let rows = sqlx::query!(
             r#"UPDATE jobs
                SET state = 'running', attempts = attempts + 1, lease_token = ?1, leased_by = ?2,
-                   lease_expires_at = ?3, updated_at = ?4
+                   lease_expires_at = ?3, leased_at = ?4, updated_at = ?4
                WHERE id IN (
                    SELECT id FROM jobs
                    WHERE state IN ('pending', 'retrying') AND run_at <= ?4
@@ -58,22 +59,10 @@ impl Ledger {
         )
         .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         if rows.is_empty() {
-            tx.rollback().await?;
             return Ok(Vec::new());
         }
-        let ids = serde_json::to_string(&rows.iter().map(|r| r.id).collect::<Vec<_>>())
-            .expect("ids serialize");
-        sqlx::query!(
-            r#"INSERT INTO job_attempts (job_id, attempt, started_at, leased_by, lease_token)
-               SELECT j.id, j.attempts, ?2, j.leased_by, j.lease_token
-               FROM json_each(?1) AS e JOIN jobs AS j ON j.id = e.value"#,
-            ids,
-            now,
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
 
         let mut jobs: Vec<LeasedJob> = rows
             .into_iter()
@@ -174,10 +163,21 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let token = token.as_str();
         let mut tx = self.begin_write().await?;
+        // Record the interrupted attempt while the job still carries the lease that proves it.
+        sqlx::query!(
+            "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome, error, leased_by, lease_token)
+             SELECT id, attempts, leased_at, ?1, 'interrupted', 'released at shutdown', leased_by, lease_token
+             FROM jobs WHERE id = ?2 AND lease_token = ?3 AND state = 'running'",
+            now,
+            id.0,
+            token,
+        )
+        .execute(&mut *tx)
+        .await?;
         let changed = sqlx::query!(
             "UPDATE jobs
              SET state = 'pending', attempts = max(attempts - 1, 0), run_at = ?1, lease_token = NULL,
-                 lease_expires_at = NULL, leased_by = NULL, updated_at = ?1
+                 lease_expires_at = NULL, leased_by = NULL, leased_at = NULL, updated_at = ?1
              WHERE id = ?2 AND lease_token = ?3 AND state = 'running'",
             now,
             id.0,
@@ -190,16 +190,6 @@ impl Ledger {
             tx.rollback().await?;
             return Err(LedgerError::LeaseLost(id));
         }
-        sqlx::query!(
-            "UPDATE job_attempts
-             SET finished_at = ?1, outcome = 'interrupted', error = 'released at shutdown'
-             WHERE job_id = ?2 AND lease_token = ?3 AND outcome = 'running'",
-            now,
-            id.0,
-            token,
-        )
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -145,7 +145,9 @@ impl Ledger {
                 Synchronous::Normal => SqliteSynchronous::Normal,
             })
             .foreign_keys(true)
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // 64 MiB of page cache per connection: the hot indexes of a large ledger stay in memory.
+            .pragma("cache_size", "-65536");
         let display = path.display().to_string();
 
         let writer = SqlitePoolOptions::new()
@@ -272,3 +274,6 @@ async fn migrate(pool: &SqlitePool, path: &str) -> Result<(), LedgerError> {
 
 #[cfg(test)]
 pub(crate) mod testutil;
+
+#[cfg(test)]
+mod tests;

@@ -152,6 +152,7 @@ impl Ledger {
                       leased_by, last_error, created_at AS "created_at!: Timestamp",
                       updated_at AS "updated_at!: Timestamp", processed_at AS "processed_at: Timestamp",
                       payload AS "payload!: String"
+                      , leased_at AS "leased_at: Timestamp"
                FROM jobs WHERE id = ?1"#,
             id.0,
         )
@@ -178,13 +179,26 @@ impl Ledger {
         let attempts = sqlx::query_as!(
             AttemptView,
             r#"SELECT attempt AS "attempt!: i64", started_at AS "started_at!: Timestamp",
-                      finished_at AS "finished_at: Timestamp", outcome AS "outcome!: String", error,
+                      finished_at AS "finished_at?: Timestamp", outcome AS "outcome!: String", error,
                       http_status, leased_by
                FROM job_attempts WHERE job_id = ?1 ORDER BY id"#,
             id.0,
         )
         .fetch_all(&self.reader)
         .await?;
+        let mut attempts = attempts;
+        // The attempt in flight lives on the job row until it ends.
+        if let (Some(started_at), "running") = (r.leased_at, job.state.as_str()) {
+            attempts.push(AttemptView {
+                attempt: job.attempts,
+                started_at,
+                finished_at: None,
+                outcome: "running".into(),
+                error: None,
+                http_status: None,
+                leased_by: job.leased_by.clone(),
+            });
+        }
         Ok(Some((job, attempts)))
     }
 
@@ -253,5 +267,19 @@ impl Ledger {
             .fetch_one(&self.reader)
             .await?;
         Ok(())
+    }
+}
+
+impl Ledger {
+    /// Jobs whose key does not start with `prefix` (the benchmark refuses to run in a ledger
+    /// holding real work).
+    pub async fn count_jobs_outside(&self, prefix: &str) -> Result<i64, LedgerError> {
+        let pattern = format!("{}%", prefix.replace('%', "\\%").replace('_', "\\_"));
+        Ok(sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!: i64" FROM jobs WHERE key NOT LIKE ?1 ESCAPE '\'"#,
+            pattern
+        )
+        .fetch_one(&self.reader)
+        .await?)
     }
 }

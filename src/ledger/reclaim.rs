@@ -15,11 +15,9 @@ impl Ledger {
     pub async fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, LedgerError> {
         let mut tx = self.begin_write().await?;
         sqlx::query!(
-            "UPDATE job_attempts
-             SET finished_at = ?1, outcome = 'lease_expired', error = ?2
-             FROM jobs AS j
-             WHERE j.id = job_attempts.job_id AND j.state = 'running' AND j.lease_expires_at <= ?1
-               AND job_attempts.lease_token = j.lease_token AND job_attempts.outcome = 'running'",
+            "INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome, error, leased_by, lease_token)
+             SELECT id, attempts, leased_at, ?1, 'lease_expired', ?2, leased_by, lease_token
+             FROM jobs WHERE state = 'running' AND lease_expires_at <= ?1",
             now,
             LEASE_EXPIRED,
         )
@@ -30,7 +28,7 @@ impl Ledger {
                SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'retrying' END,
                    run_at = ?1, last_error = ?2,
                    processed_at = CASE WHEN attempts >= max_attempts THEN ?1 END,
-                   lease_token = NULL, lease_expires_at = NULL, leased_by = NULL, updated_at = ?1
+                   lease_token = NULL, lease_expires_at = NULL, leased_by = NULL, leased_at = NULL, updated_at = ?1
                WHERE state = 'running' AND lease_expires_at <= ?1
                RETURNING state AS "state!: String""#,
             now,

@@ -56,8 +56,8 @@ pub async fn seed(ledger: &Ledger, seed: JobSeed) -> JobId {
         .or(seed.state.is_finished().then_some(now));
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO jobs (kind, key, state, attempts, max_attempts, run_at, lease_token,
-                           lease_expires_at, leased_by, last_error, created_at, updated_at, processed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                           lease_expires_at, leased_by, leased_at, last_error, created_at, updated_at, processed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(seed.kind.as_str())
     .bind(&seed.key)
@@ -68,6 +68,7 @@ pub async fn seed(ledger: &Ledger, seed: JobSeed) -> JobId {
     .bind(&token)
     .bind(lease_expires_at)
     .bind(running.then_some("seed"))
+    .bind(running.then_some(now))
     .bind(&seed.last_error)
     .bind(now)
     .bind(now)
