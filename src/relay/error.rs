@@ -79,6 +79,13 @@ pub enum RelayError {
         target: String,
         reason: String,
     },
+    /// A put GUN would refuse whatever the relay's state (an array in the data): never sent.
+    #[error("{op} {target}: gun cannot store this: {reason}")]
+    Unstorable {
+        op: Operation,
+        target: String,
+        reason: String,
+    },
     /// The body passed the size cap; it was not read further.
     #[error("{op} {target}: response larger than {limit} bytes, not read further")]
     TooLarge {
@@ -107,6 +114,7 @@ impl RelayError {
             RelayError::Refused { .. }
             | RelayError::Malformed { .. }
             | RelayError::TooLarge { .. }
+            | RelayError::Unstorable { .. }
             | RelayError::InvalidSoul(_)
             | RelayError::Client(_) => false,
         }

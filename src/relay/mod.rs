@@ -152,6 +152,14 @@ impl RelayClient {
         data: Map<String, Value>,
     ) -> Result<(), RelayError> {
         let op = Operation::Put;
+        // GUN answers 500 to arrays, which would read as transient: refuse them here, for good.
+        if let Some(path) = find_array(&data, "data") {
+            return Err(RelayError::Unstorable {
+                op,
+                target: soul.to_string(),
+                reason: format!("array at {path}"),
+            });
+        }
         let url = endpoint(peer, "put", &[]);
         let body = json!({ "soul": soul, "data": data });
         let answer = self
@@ -575,6 +583,15 @@ fn status_error(op: Operation, target: &str, answer: Answer) -> RelayError {
     }
 }
 
+/// The path of the first array in `map`, if any (GUN stores no arrays).
+fn find_array(map: &Map<String, Value>, path: &str) -> Option<String> {
+    map.iter().find_map(|(key, value)| match value {
+        Value::Array(_) => Some(format!("{path}.{key}")),
+        Value::Object(inner) => find_array(inner, &format!("{path}.{key}")),
+        _ => None,
+    })
+}
+
 /// The put body of a tombstone: record keys and `keys` nulled, `deleted: true`, `deletedAt`.
 fn tombstone_body(keys: &[String], deleted_at_ms: i64) -> Map<String, Value> {
     let mut body: Map<String, Value> = RECORD_KEYS
@@ -650,6 +667,19 @@ mod tests {
             "deleted": true, "deletedAt": 42
         });
         assert_eq!(Value::Object(body), expected);
+    }
+
+    #[test]
+    fn arrays_are_found_at_any_depth() {
+        let cases = [
+            (json!({"a": 1, "b": {"c": "x"}}), None),
+            (json!({"tags": ["a"]}), Some("data.tags")),
+            (json!({"a": {"b": {"c": []}}}), Some("data.a.b.c")),
+        ];
+        for (value, expected) in cases {
+            let map = value.as_object().unwrap();
+            assert_eq!(find_array(map, "data").as_deref(), expected, "{value}");
+        }
     }
 
     #[test]
