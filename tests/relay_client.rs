@@ -98,7 +98,7 @@ async fn root_null_and_arrays_are_rejected_by_the_relay_and_arrays_never_sent() 
         (
             json!({"soul": "s", "data": null}),
             500,
-            "Data at root of graph must be a node (an object)",
+            "Data at root of graph must be a node (an object).",
         ),
         (
             json!({"soul": "s", "data": {"tags": ["a"]}}),

@@ -10,6 +10,7 @@
 //! - The relay recognises a type index to answer flat only under the literal root
 //!   `oip:registry:index:<type>`, whatever `GUN_REGISTRY_ROOT` says.
 //! - A put without a string `soul` is answered `400 {"error":"Invalid JSON"}`.
+//! - GUN's root error ends with a period: `Data at root of graph must be a node (an object).`
 //!
 //! Not emulated: the relay's 100 ms delay after each put and up to 3 s before a 404 (script them
 //! with [`FaultRule::delay`]), its `index:<publisherHash>` side nodes, and `/media/*`.
@@ -32,8 +33,8 @@ use crate::domain::{
     DEFAULT_REGISTRY_ROOT, DELETION_INDEX_SOUL, Did, deletion_entry_soul, type_index_soul,
 };
 
-/// GUN's answer to a put whose root is not an object.
-pub const ROOT_NOT_A_NODE: &str = "Data at root of graph must be a node (an object)";
+/// GUN's answer to a put whose root is not an object (GUN 0.2020.1241, period included).
+pub const ROOT_NOT_A_NODE: &str = "Data at root of graph must be a node (an object).";
 
 /// Which relay the emulator imitates when answering `GET /get`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
