@@ -21,7 +21,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Request bodies are recorded up to this many bytes (the rest is dropped from the log only).
+/// Request bodies are recorded up to this many bytes by default (the rest is dropped from the
+/// log only); see [`RequestLog::set_body_limit`].
 pub const RECORDED_BODY_LIMIT: usize = 64 * 1024;
 
 /// Largest request body the recorder buffers before handing it on; larger bodies get 413.
@@ -312,17 +313,29 @@ pub struct RecordedRequest {
     pub path: String,
     /// The raw query string, without `?`; `None` when the URL had none.
     pub query: Option<String>,
-    /// The body as lossy UTF-8, capped at [`RECORDED_BODY_LIMIT`] bytes.
+    /// The body as lossy UTF-8, capped at [`RECORDED_BODY_LIMIT`] bytes (or the configured limit).
     pub body: String,
     /// The status sent; `0` when the connection was dropped without one ([`Fault::Reset`]).
     pub status: u16,
 }
 
-#[derive(Default, Debug)]
+#[derive(Debug)]
 struct LogInner {
     requests: Mutex<Vec<RecordedRequest>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    body_limit: AtomicUsize,
+}
+
+impl Default for LogInner {
+    fn default() -> Self {
+        Self {
+            requests: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            body_limit: AtomicUsize::new(RECORDED_BODY_LIMIT),
+        }
+    }
 }
 
 /// Every request an emulator received, faulted or not, plus how many were in flight at once.
@@ -367,6 +380,12 @@ impl RequestLog {
     /// The most requests that were in flight at the same time since start or [`clear`](Self::clear).
     pub fn max_in_flight(&self) -> usize {
         self.inner.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Record at most `bytes` of each later request body (0 = none), e.g. to keep a
+    /// 100 000-document run small.
+    pub fn set_body_limit(&self, bytes: usize) {
+        self.inner.body_limit.store(bytes, Ordering::Relaxed);
     }
 
     fn push(&self, request: RecordedRequest) {
@@ -415,8 +434,8 @@ async fn record_request(State(log): State<RequestLog>, request: Request, next: N
             return json_response(StatusCode::PAYLOAD_TOO_LARGE, Body::empty());
         }
     };
-    let recorded =
-        String::from_utf8_lossy(&bytes[..bytes.len().min(RECORDED_BODY_LIMIT)]).into_owned();
+    let limit = log.inner.body_limit.load(Ordering::Relaxed);
+    let recorded = String::from_utf8_lossy(&bytes[..bytes.len().min(limit)]).into_owned();
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
