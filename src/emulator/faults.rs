@@ -47,7 +47,8 @@ pub enum Fault {
     Truncated,
     /// `200` streaming this many bytes of JSON-looking body, generated lazily, without `Content-Length`.
     HugeBody(usize),
-    /// `200` whose body trickles one byte per `interval` for a very long time.
+    /// `200` with a declared `Content-Length` whose body trickles one byte per `interval` for a
+    /// very long time.
     SlowDrip { interval: Duration },
 }
 
@@ -254,7 +255,13 @@ fn fault_response(fault: Fault) -> Response {
             json_response(StatusCode::OK, Body::from_stream(huge_body(bytes)))
         }
         Fault::SlowDrip { interval } => {
-            json_response(StatusCode::OK, Body::from_stream(slow_drip(interval)))
+            let mut response =
+                json_response(StatusCode::OK, Body::from_stream(slow_drip(interval)));
+            response.headers_mut().insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(slow_drip_length()),
+            );
+            response
         }
     }
 }
@@ -293,17 +300,28 @@ fn huge_body(total: usize) -> impl Stream<Item = Result<Bytes, Infallible>> + Se
         .map(Ok)
 }
 
-/// A JSON-looking body that sends one byte per `interval`, up to a million of them.
+const DRIP_HEAD: &[u8] = br#"{"found":true,"_source":{"drip":""#;
+const DRIP_TAIL: &[u8] = br#""}}"#;
+const DRIPS: u32 = 1_000_000;
+
+/// A JSON document sent one byte per `interval` after its head: a million of them. Its full
+/// length is declared, so the client sees a stalled body, not one of unknown length.
 fn slow_drip(interval: Duration) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-    let head = stream::once(async { Bytes::from_static(br#"{"found":true,"_source":{"drip":""#) });
-    let drips = stream::unfold(1_000_000u32, move |left| async move {
+    let drips = stream::unfold(DRIPS, move |left| async move {
         if left == 0 {
             return None;
         }
         tokio::time::sleep(interval).await;
         Some((Bytes::from_static(b"a"), left - 1))
     });
-    head.chain(drips).map(Ok)
+    stream::once(async { Bytes::from_static(DRIP_HEAD) })
+        .chain(drips)
+        .chain(stream::once(async { Bytes::from_static(DRIP_TAIL) }))
+        .map(Ok)
+}
+
+fn slow_drip_length() -> usize {
+    DRIP_HEAD.len() + DRIPS as usize + DRIP_TAIL.len()
 }
 
 /// One request as the emulator saw it, recorded when its response was produced.
@@ -701,6 +719,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
+        assert_eq!(response.content_length(), Some(slow_drip_length() as u64));
         let err = response.bytes().await.unwrap_err();
         assert!(err.is_timeout(), "{err:?}");
     }
