@@ -360,13 +360,21 @@ fn link_target(map: &Map<String, Value>) -> Option<&str> {
     }
 }
 
-fn reject_arrays(value: &Value, path: &str) -> Result<(), PutRejected> {
+fn reject_arrays(value: &Value, soul: &str) -> Result<(), PutRejected> {
+    match array_path(value) {
+        Some(path) => Err(PutRejected(format!("Invalid data: Array at {soul}{path}"))),
+        None => Ok(()),
+    }
+}
+
+/// `.a.b` for the first array found under `value` ("" when `value` itself is one).
+fn array_path(value: &Value) -> Option<String> {
     match value {
-        Value::Array(_) => Err(PutRejected(format!("Invalid data: Array at {path}"))),
+        Value::Array(_) => Some(String::new()),
         Value::Object(map) => map
             .iter()
-            .try_for_each(|(key, v)| reject_arrays(v, &format!("{path}.{key}"))),
-        _ => Ok(()),
+            .find_map(|(key, v)| array_path(v).map(|rest| format!(".{key}{rest}"))),
+        _ => None,
     }
 }
 
