@@ -12,6 +12,10 @@
 //! - A put without a string `soul` is answered `400 {"error":"Invalid JSON"}`.
 //! - GUN's root error ends with a period: `Data at root of graph must be a node (an object).`
 //!
+//! - `/list` answers each record's current node (resolved as a `get` would); the relay answers
+//!   the body of the last put of that soul, from memory, and matches the hash like this emulator
+//!   does: the soul's first `:` segment.
+//!
 //! Not emulated: the relay's 100 ms delay after each put and up to 3 s before a 404 (script them
 //! with [`FaultRule::delay`]), its `index:<publisherHash>` side nodes, and `/media/*`.
 
