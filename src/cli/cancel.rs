@@ -20,7 +20,7 @@ Examples:
   gunsync jobs --state retrying --kind discover --json | jq -r '.[].id' | xargs gunsync cancel")]
 pub struct CancelArgs {
     /// Job ids (the ID column of `gunsync jobs`)
-    #[arg(value_name = "ID", required = true)]
+    #[arg(value_name = "ID", required = true, allow_negative_numbers = true)]
     ids: Vec<String>,
 }
 

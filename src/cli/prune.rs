@@ -23,7 +23,12 @@ Examples:
   gunsync prune --older-than 30d --state dead")]
 pub struct PruneArgs {
     /// Prune jobs that finished longer ago than this (e.g. 30m, 12h, 7d)
-    #[arg(long, value_name = "DURATION", required = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        required = true,
+        allow_hyphen_values = true
+    )]
     older_than: String,
     /// Only jobs in this finished state: done, dead, cancelled
     #[arg(long, value_name = "STATE")]

@@ -30,7 +30,7 @@ Examples:
   gunsync requeue --key did:gun:8d7c1e2a9b3f:post1 the jobs of one record")]
 pub struct RequeueArgs {
     /// Job ids (the ID column of `gunsync jobs`)
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", allow_negative_numbers = true)]
     ids: Vec<String>,
     /// Only jobs in this state: done, dead, cancelled, retrying
     #[arg(long, value_name = "STATE")]
@@ -113,8 +113,8 @@ fn render(report: &RequeueReport, request: &Requeue) -> String {
         out.push_str(if request.reset_attempts {
             "  attempt counts reset to 0\n"
         } else {
-            "  dead jobs get one more attempt (max_attempts raised to attempts + 1); \
-             --reset-attempts gives a full set\n"
+            "  attempt counts kept; max_attempts raised to attempts + 1 where it was used up \
+             (--reset-attempts restarts the count)\n"
         });
     }
     if report.skipped_running > 0 {

@@ -9,6 +9,9 @@ use serde::Serialize;
 use super::output::{Table, precise, print_json, relative};
 use super::{GlobalArgs, UsageError};
 use crate::ledger::{AttemptView, Backoff, JobId, JobView};
+
+/// `last_error` of a job reclaimed after its lease expired (DESIGN §2).
+const LEASE_EXPIRED: &str = "lease expired";
 use crate::timestamp::Timestamp;
 
 /// Explain one job: state, schedule, lease, last error and every attempt
@@ -26,7 +29,7 @@ Examples:
   gunsync show 4711 --json | jq '.attempts_log[] | {attempt, outcome, http_status, error}'")]
 pub struct ShowArgs {
     /// The job id (the ID column of `gunsync jobs`)
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", allow_negative_numbers = true)]
     id: String,
     /// Print one JSON object instead of text
     #[arg(long)]
@@ -144,10 +147,17 @@ pub fn explain(job: &JobView, attempts: &[AttemptView], now: Timestamp) -> Expla
             None,
         ),
         "dead" => {
-            let reason = if job.attempts >= job.max_attempts {
-                "it ran out of attempts"
-            } else {
-                "a permanent error"
+            let permanent_status = last
+                .and_then(|a| a.http_status)
+                .filter(|s| (400..500).contains(s) && *s != 408 && *s != 429);
+            let reason = match (job.last_error.as_deref(), permanent_status) {
+                (Some(LEASE_EXPIRED), _) => {
+                    "its worker stopped during the last attempt: lease expired".to_string()
+                }
+                (_, Some(status)) => format!("a permanent error, HTTP {status}"),
+                (Some(e), _) if e.contains("gave up after") => "it ran out of attempts".into(),
+                _ if job.attempts < job.max_attempts => "a permanent error".into(),
+                _ => "it ran out of attempts".into(),
             };
             (
                 format!(
