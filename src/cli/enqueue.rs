@@ -4,7 +4,7 @@
 use anyhow::Context;
 use serde_json::Value;
 
-use super::{GlobalArgs, UsageError, parse_kind};
+use super::{GlobalArgs, UsageError, parse_count, parse_kind};
 use crate::ledger::model::DEFAULT_MAX_ATTEMPTS;
 use crate::ledger::{Enqueued, LedgerError, NewJob};
 use crate::timestamp::Timestamp;
@@ -30,11 +30,16 @@ pub struct EnqueueArgs {
     #[arg(value_name = "KEY")]
     key: String,
     /// The job's payload, a JSON object
-    #[arg(long, value_name = "JSON", default_value = "{}")]
+    #[arg(
+        long,
+        value_name = "JSON",
+        default_value = "{}",
+        allow_hyphen_values = true
+    )]
     payload: String,
     /// Attempts before the job is parked dead
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ATTEMPTS)]
-    max_attempts: u32,
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ATTEMPTS.to_string(), allow_hyphen_values = true)]
+    max_attempts: String,
 }
 
 pub async fn execute(args: EnqueueArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -50,12 +55,13 @@ pub async fn execute(args: EnqueueArgs, global: &GlobalArgs) -> anyhow::Result<(
     if args.key.trim().is_empty() {
         return Err(UsageError("KEY must not be empty".into()).into());
     }
-    if args.max_attempts == 0 {
+    let max_attempts = parse_count("--max-attempts", &args.max_attempts)?;
+    if max_attempts == 0 {
         return Err(UsageError("--max-attempts must be at least 1".into()).into());
     }
     let job = NewJob::new(kind, &args.key)
         .payload(payload)
-        .max_attempts(args.max_attempts);
+        .max_attempts(max_attempts);
     let ledger = global.open_ledger().await?;
     let result = match ledger.enqueue(&job, Timestamp::now()).await {
         Err(LedgerError::Invalid { reason, .. }) => Err(UsageError(reason).into()),

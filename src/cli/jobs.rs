@@ -1,7 +1,7 @@
 //! `gunsync jobs`: list jobs, newest first, as a table or as JSON (DESIGN §6).
 
 use super::output::{Table, clip, print_json, relative};
-use super::{GlobalArgs, parse_kind, parse_state};
+use super::{GlobalArgs, parse_count, parse_kind, parse_state};
 use crate::ledger::{JobFilter, JobView};
 use crate::timestamp::Timestamp;
 
@@ -29,23 +29,25 @@ pub struct JobsArgs {
     #[arg(long, value_name = "KEY")]
     key: Option<String>,
     /// At most this many jobs (0 = all)
-    #[arg(long, value_name = "N", default_value_t = 50)]
-    limit: u32,
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "50",
+        allow_hyphen_values = true
+    )]
+    limit: String,
     /// Print a JSON array instead of a table
     #[arg(long)]
     json: bool,
 }
 
 pub async fn execute(args: JobsArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let limit = parse_count("--limit", &args.limit)?;
     let filter = JobFilter {
         state: args.state.as_deref().map(parse_state).transpose()?,
         kind: args.kind.as_deref().map(parse_kind).transpose()?,
         key: args.key,
-        limit: if args.limit == 0 {
-            u32::MAX
-        } else {
-            args.limit
-        },
+        limit: if limit == 0 { u32::MAX } else { limit },
     };
     let ledger = global.open_ledger().await?;
     let jobs = ledger.list_jobs(&filter).await?;

@@ -80,6 +80,13 @@ pub(crate) fn parse_ids(ids: &[String]) -> Result<Vec<JobId>, UsageError> {
         .collect()
 }
 
+/// Parses a whole number option such as `--limit`; see [`parse_state`].
+pub(crate) fn parse_count(option: &str, text: &str) -> Result<u32, UsageError> {
+    text.trim()
+        .parse()
+        .map_err(|_| UsageError(format!("{option} {text:?}: expected a whole number")))
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Run(run::RunArgs),

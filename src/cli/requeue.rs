@@ -68,14 +68,17 @@ pub async fn execute(args: RequeueArgs, global: &GlobalArgs) -> anyhow::Result<(
         .into());
     }
     let ledger = global.open_ledger().await?;
-    let bar = progress(Some(0), "requeueing");
+    // The bar appears with the first batch, once the total is known.
+    let mut bar = None;
     let result = ledger
         .requeue(&request, Timestamp::now(), &mut |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
+            bar.get_or_insert_with(|| progress(Some(total), "requeueing"))
+                .set_position(done);
         })
         .await;
-    bar.finish_and_clear();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     ledger.close().await;
     let report = result?;
     print!("{}", render(&report, &request));

@@ -1,7 +1,7 @@
 //! `gunsync stats`: counts by state and kind, the runnable backlog and the last sync cycles.
 
-use super::GlobalArgs;
 use super::output::{Table, brief, precise, print_json, relative};
+use super::{GlobalArgs, parse_count};
 use crate::ledger::{JobState, Stats};
 use crate::timestamp::Timestamp;
 
@@ -24,14 +24,20 @@ pub struct StatsArgs {
     #[arg(long)]
     json: bool,
     /// How many recent sync cycles to show
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    cycles: u32,
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "5",
+        allow_hyphen_values = true
+    )]
+    cycles: String,
 }
 
 pub async fn execute(args: StatsArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let cycles = parse_count("--cycles", &args.cycles)?;
     let ledger = global.open_ledger().await?;
     let now = Timestamp::now();
-    let stats = ledger.stats(now, args.cycles).await?;
+    let stats = ledger.stats(now, cycles).await?;
     ledger.close().await;
     if args.json {
         return print_json(&stats);

@@ -36,6 +36,18 @@ async fn unknown_states_and_kinds_are_one_line_usage_errors_that_change_nothing(
             run.stderr
         );
     }
+    for args in [
+        ["jobs", "--limit", "many"],
+        ["jobs", "--limit", "-5"],
+        ["stats", "--cycles", "x"],
+    ] {
+        let run = app.cli(args).fails_with(2);
+        assert!(
+            run.stderr.contains("whole number"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
     let run = app.cli(["jobs", "--state", "finished"]);
     assert!(
         run.stderr
