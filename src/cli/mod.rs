@@ -7,6 +7,7 @@ mod demo;
 mod enqueue;
 mod jobs;
 mod migrate;
+mod output;
 mod prune;
 mod requeue;
 mod run;
@@ -16,7 +17,9 @@ mod sync;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::ledger::{DEFAULT_DATABASE, Ledger, LedgerOptions, Synchronous};
+use crate::ledger::{
+    DEFAULT_DATABASE, JobId, JobKind, JobState, Ledger, LedgerOptions, Synchronous,
+};
 
 /// An error in how gunsync was called (exit status 2), found after clap's own parsing.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,30 @@ impl GlobalArgs {
     pub async fn open_ledger(&self) -> anyhow::Result<Ledger> {
         Ok(Ledger::open(LedgerOptions::new(&self.database).synchronous(self.synchronous)).await?)
     }
+}
+
+/// Parses a `--state` value. Done here rather than by clap so the error is one line (DESIGN §6).
+pub(crate) fn parse_state(name: &str) -> Result<JobState, UsageError> {
+    name.parse().map_err(|e| UsageError(format!("{e}")))
+}
+
+/// Parses a `--kind` (or `KIND`) value; see [`parse_state`].
+pub(crate) fn parse_kind(name: &str) -> Result<JobKind, UsageError> {
+    name.parse().map_err(|e| UsageError(format!("{e}")))
+}
+
+/// Parses job ids given on the command line; see [`parse_state`].
+pub(crate) fn parse_ids(ids: &[String]) -> Result<Vec<JobId>, UsageError> {
+    ids.iter()
+        .map(|id| id.parse::<JobId>().map_err(UsageError))
+        .collect()
+}
+
+/// Parses a whole number option such as `--limit`; see [`parse_state`].
+pub(crate) fn parse_count(option: &str, text: &str) -> Result<u32, UsageError> {
+    text.trim()
+        .parse()
+        .map_err(|_| UsageError(format!("{option} {text:?}: expected a whole number")))
 }
 
 #[derive(Debug, Subcommand)]

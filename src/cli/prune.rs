@@ -1,11 +1,98 @@
-//! `gunsync prune` (not written yet).
+//! `gunsync prune`: delete finished jobs and their attempt history once they are old enough.
+//! The ledger deletes in batches of short transactions, so a running daemon keeps working.
 
-use super::GlobalArgs;
+use std::time::Duration;
 
-/// (not written yet)
+use super::output::{plural, progress, relative};
+use super::{GlobalArgs, UsageError, parse_state};
+use crate::timestamp::Timestamp;
+
+/// Delete finished jobs (and their attempts) older than a duration
+///
+/// Deletes done, dead and cancelled jobs whose processed_at is older than --older-than, together
+/// with their rows in job_attempts. Pending, retrying and running jobs are never pruned.
+/// --state narrows it to one finished state. DURATION is a number and a unit: 30m, 12h, 7d,
+/// 2weeks (humantime syntax).
+///
+/// Note: a pruned delete job no longer stops the sync cycle from enqueuing its DID again.
 #[derive(Debug, clap::Args)]
-pub struct PruneArgs {}
+#[command(after_help = "\
+Examples:
+  gunsync prune --older-than 7d                  all finished jobs older than a week
+  gunsync prune --older-than 12h --state done    keep dead and cancelled jobs for inspection
+  gunsync prune --older-than 30d --state dead")]
+pub struct PruneArgs {
+    /// Prune jobs that finished longer ago than this (e.g. 30m, 12h, 7d)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        required = true,
+        allow_hyphen_values = true
+    )]
+    older_than: String,
+    /// Only jobs in this finished state: done, dead, cancelled
+    #[arg(long, value_name = "STATE")]
+    state: Option<String>,
+}
 
-pub async fn execute(_args: PruneArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
-    anyhow::bail!("gunsync prune is not implemented yet")
+pub async fn execute(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let older_than = parse_duration(&args.older_than)?;
+    let state = args.state.as_deref().map(parse_state).transpose()?;
+    if let Some(state) = state.filter(|s| !s.is_finished()) {
+        return Err(UsageError(format!(
+            "prune deletes finished jobs only (done, dead, cancelled), not {state} jobs"
+        ))
+        .into());
+    }
+    let now = Timestamp::now();
+    let cutoff = now.minus(older_than);
+    let ledger = global.open_ledger().await?;
+    let bar = progress(None, "jobs pruned");
+    let result = ledger
+        .prune(cutoff, state, &mut |deleted| bar.set_position(deleted))
+        .await;
+    bar.finish_and_clear();
+    ledger.close().await;
+    let pruned = result?;
+    println!(
+        "pruned {} and {} that finished before {cutoff} ({})",
+        plural(pruned.jobs, "job", "jobs"),
+        plural(pruned.attempts, "attempt", "attempts"),
+        relative(cutoff, now)
+    );
+    Ok(())
+}
+
+/// `7d`, `12h`, `30m` (humantime): a usage error otherwise.
+fn parse_duration(text: &str) -> Result<Duration, UsageError> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        UsageError(format!(
+            "--older-than {text:?}: {e} (expected e.g. 30m, 12h, 7d)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_the_units_operators_type() {
+        let table = [
+            ("7d", Some(7 * 86_400)),
+            ("12h", Some(12 * 3600)),
+            ("30m", Some(1800)),
+            ("1h 30m", Some(5400)),
+            ("7", None),
+            ("soon", None),
+            ("-1d", None),
+        ];
+        for (text, secs) in table {
+            assert_eq!(
+                parse_duration(text).ok().map(|d| d.as_secs()),
+                secs,
+                "{text}"
+            );
+        }
+    }
 }

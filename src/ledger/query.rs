@@ -261,6 +261,16 @@ impl Ledger {
         .await?)
     }
 
+    /// The schema version: the newest migration applied (for `gunsync migrate`).
+    pub async fn schema_version(&self) -> Result<i64, LedgerError> {
+        let version = sqlx::query_scalar!(
+            r#"SELECT max(version) AS "version: i64" FROM _sqlx_migrations WHERE success"#
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(version.unwrap_or(0))
+    }
+
     /// `Ok(())` when the database answers a query (for `/healthz`).
     pub async fn ping(&self) -> Result<(), LedgerError> {
         sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64""#)

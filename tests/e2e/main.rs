@@ -1,0 +1,10 @@
+//! Black-box tests: each runs the real `gunsync` binary on a temporary ledger and checks what an
+//! operator (or a script) sees: output, JSON shapes, exit statuses, and the ledger afterwards.
+//! One test binary, one file per feature (zero2prod). `TEST_LOG=1` shows the binary's logs.
+
+mod bad_input;
+mod beside_daemon;
+mod cli;
+mod helpers;
+mod readme_sql;
+mod requeue;
