@@ -9,11 +9,19 @@ use gunsync::cli::{self, Cli, UsageError};
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version are "errors" that print to stdout and exit 0.
-            let code = if e.use_stderr() { 2 } else { 0 };
+        // --help and --version are "errors" that print to stdout and exit 0.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        // A usage error: clap's first line says what is wrong; the usage block that follows
+        // would break the one-line contract (DESIGN §6).
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("gunsync: error: {first} (see 'gunsync --help')");
+            return ExitCode::from(2);
         }
     };
     gunsync::telemetry::init();
