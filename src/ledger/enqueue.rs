@@ -95,7 +95,7 @@ impl Ledger {
                 r#"INSERT INTO jobs (kind, key, payload, priority, max_attempts, run_at, created_at, updated_at)
                    SELECT e.value ->> 'kind', e.value ->> 'key', e.value ->> 'payload',
                           e.value ->> 'priority', e.value ->> 'max_attempts', e.value ->> 'run_at', ?2, ?2
-                   FROM json_each(?1) AS e
+                   FROM jsonb_each(?1) AS e
                    WHERE NOT EXISTS (
                        SELECT 1 FROM jobs AS j
                        WHERE j.kind = e.value ->> 'kind' AND j.key = e.value ->> 'key'

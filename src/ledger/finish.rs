@@ -87,7 +87,7 @@ impl Ledger {
                       b.error, b.http_status, j.leased_by, j.lease_token
                FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'outcome' AS outcome,
                             value ->> 'error' AS error, value ->> 'http_status' AS http_status
-                     FROM json_each(?1)) AS b
+                     FROM jsonb_each(?1)) AS b
                JOIN jobs AS j ON j.id = b.id
                WHERE j.lease_token = b.token AND +j.state = 'running'"#,
             batch,
@@ -107,7 +107,7 @@ impl Ledger {
                    lease_token = NULL, lease_expires_at = NULL, leased_by = NULL, leased_at = NULL, updated_at = ?2
                FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'outcome' AS outcome,
                             value ->> 'run_at' AS run_at, value ->> 'error' AS error
-                     FROM json_each(?1)) AS b
+                     FROM jsonb_each(?1)) AS b
                -- `+state`: look jobs up by id from the batch; never scan every running job per entry
                WHERE jobs.id = b.id AND jobs.lease_token = b.token AND +jobs.state = 'running'
                RETURNING jobs.id AS "id!: i64", jobs.state AS "state!: String""#,
