@@ -94,19 +94,65 @@ pub struct Stats {
     pub last_cycles: Vec<CycleView>,
 }
 
+/// A `jobs` row as read; `into_view` turns it into what operators see.
+struct JobRow {
+    id: i64,
+    kind: String,
+    key: String,
+    state: String,
+    priority: i64,
+    attempts: i64,
+    max_attempts: i64,
+    run_at: Timestamp,
+    lease_expires_at: Option<Timestamp>,
+    leased_by: Option<String>,
+    last_error: Option<String>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    processed_at: Option<Timestamp>,
+    payload: String,
+    leased_at: Option<Timestamp>,
+}
+
+impl JobRow {
+    /// The view, and when the attempt in flight started (running jobs only).
+    fn into_view(self) -> (JobView, Option<Timestamp>) {
+        let view = JobView {
+            id: self.id,
+            kind: self.kind,
+            key: self.key,
+            state: self.state,
+            priority: self.priority,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            run_at: self.run_at,
+            lease_expires_at: self.lease_expires_at,
+            leased_by: self.leased_by,
+            last_error: self.last_error,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            processed_at: self.processed_at,
+            // The CHECK constraint keeps payloads valid JSON.
+            payload: serde_json::from_str(&self.payload).unwrap_or(Value::Null),
+        };
+        (view, self.leased_at)
+    }
+}
+
 impl Ledger {
     /// Jobs matching `filter`, newest first.
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobView>, LedgerError> {
         let state = filter.state.map(JobState::as_str);
         let kind = filter.kind.map(JobKind::as_str);
         let limit = i64::from(filter.limit);
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            JobRow,
             r#"SELECT id AS "id!: i64", kind AS "kind!: String", key AS "key!: String", state AS "state!: String",
                       priority AS "priority!: i64", attempts AS "attempts!: i64", max_attempts AS "max_attempts!: i64",
                       run_at AS "run_at!: Timestamp", lease_expires_at AS "lease_expires_at: Timestamp",
                       leased_by, last_error, created_at AS "created_at!: Timestamp",
                       updated_at AS "updated_at!: Timestamp", processed_at AS "processed_at: Timestamp",
-                      payload AS "payload!: String"
+                      payload AS "payload!: String", leased_at AS "leased_at: Timestamp"
                FROM jobs
                WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR key = ?3)
                ORDER BY id DESC
@@ -118,26 +164,7 @@ impl Ledger {
         )
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| JobView {
-                id: r.id,
-                kind: r.kind,
-                key: r.key,
-                state: r.state,
-                priority: r.priority,
-                attempts: r.attempts,
-                max_attempts: r.max_attempts,
-                run_at: r.run_at,
-                lease_expires_at: r.lease_expires_at,
-                leased_by: r.leased_by,
-                last_error: r.last_error,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-                processed_at: r.processed_at,
-                payload: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
-            })
-            .collect())
+        Ok(rows.into_iter().map(|r| r.into_view().0).collect())
     }
 
     /// One job and its attempts, oldest attempt first (`None` = no such job).
@@ -145,37 +172,21 @@ impl Ledger {
         &self,
         id: JobId,
     ) -> Result<Option<(JobView, Vec<AttemptView>)>, LedgerError> {
-        let row = sqlx::query!(
+        let row = sqlx::query_as!(
+            JobRow,
             r#"SELECT id AS "id!: i64", kind AS "kind!: String", key AS "key!: String", state AS "state!: String",
                       priority AS "priority!: i64", attempts AS "attempts!: i64", max_attempts AS "max_attempts!: i64",
                       run_at AS "run_at!: Timestamp", lease_expires_at AS "lease_expires_at: Timestamp",
                       leased_by, last_error, created_at AS "created_at!: Timestamp",
                       updated_at AS "updated_at!: Timestamp", processed_at AS "processed_at: Timestamp",
-                      payload AS "payload!: String"
-                      , leased_at AS "leased_at: Timestamp"
+                      payload AS "payload!: String", leased_at AS "leased_at: Timestamp"
                FROM jobs WHERE id = ?1"#,
             id.0,
         )
         .fetch_optional(&self.reader)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let job = JobView {
-            id: r.id,
-            kind: r.kind,
-            key: r.key,
-            state: r.state,
-            priority: r.priority,
-            attempts: r.attempts,
-            max_attempts: r.max_attempts,
-            run_at: r.run_at,
-            lease_expires_at: r.lease_expires_at,
-            leased_by: r.leased_by,
-            last_error: r.last_error,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            processed_at: r.processed_at,
-            payload: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
-        };
+        let Some(row) = row else { return Ok(None) };
+        let (job, leased_at) = row.into_view();
         let attempts = sqlx::query_as!(
             AttemptView,
             r#"SELECT attempt AS "attempt!: i64", started_at AS "started_at!: Timestamp",
@@ -188,7 +199,7 @@ impl Ledger {
         .await?;
         let mut attempts = attempts;
         // The attempt in flight lives on the job row until it ends.
-        if let (Some(started_at), "running") = (r.leased_at, job.state.as_str()) {
+        if let (Some(started_at), "running") = (leased_at, job.state.as_str()) {
             attempts.push(AttemptView {
                 attempt: job.attempts,
                 started_at,
