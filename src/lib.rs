@@ -5,11 +5,21 @@
 //! * `cli`: the `gunsync` subcommands (DESIGN §6).
 //! * `ledger`: all SQL and the job state machine; nothing else touches the database.
 //! * `worker`: the pool that leases jobs, runs handlers and records outcomes.
+//! * `domain`: `Soul` and `Did`, checked once at the edge, and the registry souls.
+//! * `relay`: the GUN relay client (the only HTTP to relays).
+//! * `search`: the Elasticsearch client (the only HTTP to ES).
+//! * `secret`: a string whose formatting never reveals it (the ES password).
+//! * `emulator`: in-process GUN relay and strict ES 8 emulators for tests and `gunsync demo`.
 //! * `shutdown`: the two-level stop signal passed to every long-running loop.
 //! * `telemetry`: tracing setup.
 //! * `timestamp`: the one time type, stored as ISO-8601 UTC text.
 pub mod cli;
+pub mod domain;
+pub mod emulator;
 pub mod ledger;
+pub mod relay;
+pub mod search;
+pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 pub mod timestamp;

@@ -1,0 +1,564 @@
+//! An in-process GUN relay speaking the HTTP API of OIP's `gun-relay-server.js` (DESIGN §3), for
+//! tests and `gunsync demo`: a graph of nodes in memory with GUN's put semantics, two answer
+//! flavours, seeding helpers, a request log and fault injection (`emulator::faults`).
+//!
+//! Where OIP's relay (at commit `0263e1c` of `DevonJames/oip-arweave-indexer`) differs from
+//! DESIGN §3, this emulator follows the relay:
+//! - [`Flavour::Oip`] drops `null` keys from a record's answer, so a tombstone reads back as
+//!   `{"_": …, "deleted": true, "deletedAt": …}` (DESIGN shows `"data": null`); it keeps `_` on
+//!   records (only type-index nodes are answered without it).
+//! - The relay recognises a type index to answer flat only under the literal root
+//!   `oip:registry:index:<type>`, whatever `GUN_REGISTRY_ROOT` says.
+//! - A put without a string `soul` is answered `400 {"error":"Invalid JSON"}`.
+//! - GUN's root error ends with a period: `Data at root of graph must be a node (an object).`
+//!
+//! Not emulated: the relay's 100 ms delay after each put and up to 3 s before a 404 (script them
+//! with [`FaultRule::delay`]), its `index:<publisherHash>` side nodes, and `/media/*`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use super::faults::{EmulatorServer, instrument};
+pub use super::faults::{Fault, FaultRule, Faults, RecordedRequest, RequestLog};
+use crate::domain::{
+    DEFAULT_REGISTRY_ROOT, DELETION_INDEX_SOUL, Did, deletion_entry_soul, type_index_soul,
+};
+
+/// GUN's answer to a put whose root is not an object (GUN 0.2020.1241, period included).
+pub const ROOT_NOT_A_NODE: &str = "Data at root of graph must be a node (an object).";
+
+/// Which relay the emulator imitates when answering `GET /get`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flavour {
+    /// OIP's `gun-relay-server.js`: a node's direct links resolved inline one level (without `_`),
+    /// `null` keys dropped, `_` kept on records, type indexes answered flat without `_`.
+    #[default]
+    Oip,
+    /// A plain GUN relay: the stored node as is, every nested object a link `{"#": soul}`, `null`
+    /// keys present, and `_` = `{"#": soul, ">": {key: state}}`.
+    PlainGun,
+}
+
+/// A put GUN refuses (an array, a root that is not an object).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("put rejected: {0}")]
+pub struct PutRejected(pub String);
+
+/// The emulated relay; stops when dropped or on [`shutdown`](Self::shutdown).
+#[derive(Debug)]
+pub struct RelayEmulator {
+    server: EmulatorServer,
+    shared: Arc<Shared>,
+    faults: Faults,
+    log: RequestLog,
+}
+
+#[derive(Debug)]
+struct Shared {
+    flavour: Flavour,
+    graph: Mutex<Graph>,
+}
+
+/// The stored graph: soul → node. Values are scalars, `null` or links; nested objects live in
+/// their own nodes, as GUN stores them.
+#[derive(Debug, Default)]
+struct Graph {
+    nodes: HashMap<String, StoredNode>,
+    /// Souls put at the root by `/put` or seeding (what `/list` can show), with their put time.
+    published: BTreeMap<String, i64>,
+    registry_root: Option<String>,
+    last_state: f64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct StoredNode {
+    fields: Map<String, Value>,
+    /// GUN's per-key state (HAM timestamps, ms).
+    states: Map<String, Value>,
+}
+
+impl RelayEmulator {
+    /// Start an [`Flavour::Oip`] relay on `127.0.0.1:<free port>`.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound.
+    pub async fn start() -> Self {
+        Self::start_with(Flavour::Oip).await
+    }
+
+    /// Start a relay answering in `flavour`.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound.
+    pub async fn start_with(flavour: Flavour) -> Self {
+        let shared = Arc::new(Shared {
+            flavour,
+            graph: Mutex::new(Graph::default()),
+        });
+        let faults = Faults::new();
+        let log = RequestLog::new();
+        let router = Router::new()
+            .route("/put", post(put_handler))
+            .route("/get", get(get_handler))
+            .route("/list", get(list_handler))
+            .fallback(|| async { error(StatusCode::NOT_FOUND, "Endpoint not found") })
+            .with_state(shared.clone());
+        let server = EmulatorServer::start(instrument(router, faults.clone(), log.clone()))
+            .await
+            .expect("bind the relay emulator on 127.0.0.1");
+        Self {
+            server,
+            shared,
+            faults,
+            log,
+        }
+    }
+
+    /// The base URL to use as a peer: `http://127.0.0.1:<port>/`.
+    pub fn url(&self) -> Url {
+        self.server.url()
+    }
+
+    pub fn flavour(&self) -> Flavour {
+        self.shared.flavour
+    }
+
+    /// Stop accepting and wait for open requests (at most 5 s).
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+
+    /// The fault rules; add with `faults().add(FaultRule::status("/get", 500).times(1))`.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Shorthand for `faults().add(rule)`.
+    pub fn fail(&self, rule: FaultRule) {
+        self.faults.add(rule);
+    }
+
+    pub fn log(&self) -> &RequestLog {
+        &self.log
+    }
+
+    /// Every request received so far (bodies capped), oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.log.all()
+    }
+
+    /// Requests with `method` whose path starts with `path_prefix`.
+    pub fn count(&self, method: &str, path_prefix: &str) -> usize {
+        self.log.count(method, path_prefix)
+    }
+
+    /// Registry root used by [`seed_record`](Self::seed_record) (default `oip:registry`).
+    pub fn set_registry_root(&self, root: &str) {
+        self.graph().registry_root = Some(root.to_owned());
+    }
+
+    /// Apply a put exactly as `POST /put` would, without HTTP.
+    ///
+    /// # Errors
+    /// [`PutRejected`] when GUN would refuse it (root not an object, an array anywhere).
+    pub fn put(&self, soul: &str, data: Value) -> Result<(), PutRejected> {
+        self.graph().put(soul, &data, now_ms())
+    }
+
+    /// Store a record as an OIP node publishes it (`{data, oip, meta}`; `oip.recordType` is set
+    /// to `record_type` if missing) and list it in the type index under the registry root.
+    ///
+    /// # Errors
+    /// [`PutRejected`] when `data` or `oip` holds an array, or the souls are unusable.
+    pub fn seed_record(
+        &self,
+        soul: &str,
+        record_type: &str,
+        data: Value,
+        mut oip: Value,
+    ) -> Result<(), PutRejected> {
+        if let Value::Object(map) = &mut oip {
+            map.entry("recordType")
+                .or_insert_with(|| Value::from(record_type));
+        }
+        let now = now_ms();
+        let mut graph = self.graph();
+        let root = graph
+            .registry_root
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REGISTRY_ROOT.to_owned());
+        let index = type_index_soul(&root, record_type).map_err(|e| PutRejected(e.to_string()))?;
+        let record = json!({
+            "data": data,
+            "oip": oip,
+            "meta": { "created": now, "encrypted": false },
+        });
+        graph.put(soul, &record, now)?;
+        let entry = json!({ soul: { "soul": soul, "nodeId": "emulator", "timestamp": now } });
+        graph.put(index.as_str(), &entry, now)
+    }
+
+    /// Mark `did` deleted in the deletion registry: the index entry `did → true` and the entry
+    /// node `oip:deleted:records:<did>`.
+    ///
+    /// # Errors
+    /// [`PutRejected`] when the entry soul would be too long.
+    pub fn seed_deletion(&self, did: &Did) -> Result<(), PutRejected> {
+        let now = now_ms();
+        let entry_soul = deletion_entry_soul(did).map_err(|e| PutRejected(e.to_string()))?;
+        let entry = json!({
+            "deletedAt": now,
+            "deletedBy": "emulator",
+            "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            "did": did.as_str(),
+        });
+        let mut graph = self.graph();
+        graph.put(entry_soul.as_str(), &entry, now)?;
+        graph.put(DELETION_INDEX_SOUL, &json!({ did.as_str(): true }), now)
+    }
+
+    /// The stored node (links as links, `null` keys present, no `_`); `None` if never written.
+    pub fn node(&self, soul: &str) -> Option<Value> {
+        self.graph()
+            .nodes
+            .get(soul)
+            .map(|node| Value::Object(node.fields.clone()))
+    }
+
+    /// Forget a node entirely, so links to it dangle (a missing link target answers 404).
+    pub fn remove_node(&self, soul: &str) -> bool {
+        let mut graph = self.graph();
+        graph.published.remove(soul);
+        graph.nodes.remove(soul).is_some()
+    }
+
+    /// How many nodes are stored.
+    pub fn node_count(&self) -> usize {
+        self.graph().nodes.len()
+    }
+
+    fn graph(&self) -> MutexGuard<'_, Graph> {
+        self.shared.graph()
+    }
+}
+
+impl Shared {
+    fn graph(&self) -> MutexGuard<'_, Graph> {
+        // A panicking test must not poison the emulator for the others.
+        self.graph.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Graph {
+    /// GUN's put: validate the whole graph first (nothing is written on error), then merge.
+    fn put(&mut self, soul: &str, data: &Value, now: i64) -> Result<(), PutRejected> {
+        let Value::Object(map) = data else {
+            return Err(PutRejected(ROOT_NOT_A_NODE.to_owned()));
+        };
+        reject_arrays(data, soul)?;
+        self.merge(soul, map);
+        self.published.insert(soul.to_owned(), now);
+        Ok(())
+    }
+
+    fn merge(&mut self, soul: &str, data: &Map<String, Value>) {
+        let state = self.tick();
+        self.nodes.entry(soul.to_owned()).or_default();
+        for (key, value) in data {
+            if key == "_" {
+                continue;
+            }
+            let stored = match value {
+                Value::Object(map) if link_target(map).is_some() => value.clone(),
+                Value::Object(map) => {
+                    // A nested object merges into the node the key already links to, else into
+                    // `<soul>/<key>`, and the key becomes a link.
+                    let existing = self.nodes[soul]
+                        .fields
+                        .get(key)
+                        .and_then(Value::as_object)
+                        .and_then(link_target)
+                        .map(str::to_owned);
+                    let child = existing.unwrap_or_else(|| format!("{soul}/{key}"));
+                    self.merge(&child, map);
+                    json!({ "#": child })
+                }
+                other => other.clone(),
+            };
+            let node = self.nodes.get_mut(soul).expect("created above");
+            node.fields.insert(key.clone(), stored);
+            node.states.insert(key.clone(), Value::from(state));
+        }
+    }
+
+    /// A strictly increasing HAM state (ms since the epoch, with fractions for ties).
+    fn tick(&mut self) -> f64 {
+        let now = now_ms() as f64;
+        self.last_state = if now > self.last_state {
+            now
+        } else {
+            self.last_state + 0.001
+        };
+        self.last_state
+    }
+
+    fn render(&self, soul: &str, flavour: Flavour) -> Option<Map<String, Value>> {
+        let node = self.nodes.get(soul)?;
+        match flavour {
+            Flavour::PlainGun => {
+                let mut out = node.fields.clone();
+                out.insert("_".to_owned(), json!({ "#": soul, ">": node.states }));
+                Some(out)
+            }
+            Flavour::Oip => {
+                let mut out = Map::new();
+                // OIP's relay answers parent type indexes flat and without `_`.
+                if !is_parent_registry_index(soul) {
+                    out.insert("_".to_owned(), json!({ "#": soul, ">": node.states }));
+                }
+                for (key, value) in &node.fields {
+                    match value {
+                        Value::Null => {}
+                        Value::Object(map) => {
+                            let target = link_target(map).unwrap_or_default();
+                            if let Some(child) = self.nodes.get(target)
+                                && !child.fields.is_empty()
+                            {
+                                out.insert(key.clone(), Value::Object(child.fields.clone()));
+                            }
+                        }
+                        other => {
+                            out.insert(key.clone(), other.clone());
+                        }
+                    }
+                }
+                (!out.is_empty()).then_some(out)
+            }
+        }
+    }
+}
+
+/// OIP's relay test for a parent type index: `oip:registry:index:<type>`, exactly four parts.
+fn is_parent_registry_index(soul: &str) -> bool {
+    soul.starts_with("oip:registry:index:") && soul.split(':').count() == 4
+}
+
+fn link_target(map: &Map<String, Value>) -> Option<&str> {
+    if map.len() == 1 {
+        map.get("#")?.as_str()
+    } else {
+        None
+    }
+}
+
+fn reject_arrays(value: &Value, path: &str) -> Result<(), PutRejected> {
+    match value {
+        Value::Array(_) => Err(PutRejected(format!("Invalid data: Array at {path}"))),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(key, v)| reject_arrays(v, &format!("{path}.{key}"))),
+        _ => Ok(()),
+    }
+}
+
+async fn put_handler(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "Invalid JSON");
+    };
+    // The relay reads `soul.substring(…)` inside its JSON try block: no string soul = 400.
+    let Some(Value::String(soul)) = request.remove("soul") else {
+        return error(StatusCode::BAD_REQUEST, "Invalid JSON");
+    };
+    let data = request.remove("data").unwrap_or(Value::Null);
+    let result = shared.graph().put(&soul, &data, now_ms());
+    match result {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(json!({ "success": true, "soul": soul })),
+        )
+            .into_response(),
+        Err(PutRejected(message)) => error(StatusCode::INTERNAL_SERVER_ERROR, &message),
+    }
+}
+
+async fn get_handler(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(soul) = query.get("soul").filter(|s| !s.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "Soul parameter required");
+    };
+    let rendered = shared.graph().render(soul, shared.flavour);
+    match rendered {
+        Some(data) => (
+            StatusCode::OK,
+            axum::Json(json!({ "success": true, "data": data })),
+        )
+            .into_response(),
+        None => error(StatusCode::NOT_FOUND, "Not found"),
+    }
+}
+
+/// Records put at the root whose soul's first `:` segment is the publisher hash, by soul.
+async fn list_handler(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(hash) = query.get("publisherHash").filter(|s| !s.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "publisherHash parameter required");
+    };
+    let number = |name: &str, default: usize| {
+        query
+            .get(name)
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0 || name == "offset")
+            .unwrap_or(default)
+    };
+    let (limit, offset) = (number("limit", 50), number("offset", 0));
+    let wanted_type = query.get("recordType");
+    let graph = shared.graph();
+    let records: Vec<Value> = graph
+        .published
+        .iter()
+        .filter(|(soul, _)| soul.split(':').next() == Some(hash.as_str()))
+        .filter_map(|(soul, stored_at)| {
+            let mut data = graph.render(soul, Flavour::Oip)?;
+            data.remove("_");
+            let record_type = data
+                .get("oip")
+                .and_then(|o| o.get("recordType"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            if wanted_type.is_some_and(|t| record_type.as_str() != Some(t.as_str())) {
+                return None;
+            }
+            Some(json!({
+                "soul": soul, "data": data, "recordType": record_type, "storedAt": stored_at,
+            }))
+        })
+        .skip(offset)
+        .take(limit)
+        .collect();
+    (
+        StatusCode::OK,
+        axum::Json(json!({ "success": true, "records": records })),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph_with(soul: &str, data: Value) -> Graph {
+        let mut graph = Graph::default();
+        graph.put(soul, &data, 1).unwrap();
+        graph
+    }
+
+    #[test]
+    fn nested_objects_become_linked_nodes() {
+        let graph = graph_with(
+            "a:1",
+            json!({"data": {"name": "n", "deep": {"x": 1}}, "v": 2}),
+        );
+        assert_eq!(
+            Value::Object(graph.nodes["a:1"].fields.clone()),
+            json!({"data": {"#": "a:1/data"}, "v": 2})
+        );
+        assert_eq!(
+            Value::Object(graph.nodes["a:1/data"].fields.clone()),
+            json!({"name": "n", "deep": {"#": "a:1/data/deep"}})
+        );
+        assert_eq!(
+            Value::Object(graph.nodes["a:1/data/deep"].fields.clone()),
+            json!({"x": 1})
+        );
+    }
+
+    #[test]
+    fn put_merges_and_null_is_kept_as_removed() {
+        let mut graph = graph_with("s", json!({"a": 1, "b": {"c": 1}}));
+        graph
+            .put("s", &json!({"a": null, "b": {"d": 2}}), 2)
+            .unwrap();
+        assert_eq!(
+            Value::Object(graph.nodes["s"].fields.clone()),
+            json!({"a": null, "b": {"#": "s/b"}})
+        );
+        assert_eq!(
+            Value::Object(graph.nodes["s/b"].fields.clone()),
+            json!({"c": 1, "d": 2})
+        );
+    }
+
+    #[test]
+    fn rejected_puts_write_nothing() {
+        let mut graph = Graph::default();
+        let cases = [
+            (json!(null), ROOT_NOT_A_NODE),
+            (json!("text"), ROOT_NOT_A_NODE),
+            (
+                json!({"ok": 1, "tags": ["a"]}),
+                "Invalid data: Array at s.tags",
+            ),
+            (json!({"d": {"x": [1]}}), "Invalid data: Array at s.d.x"),
+        ];
+        for (data, message) in cases {
+            assert_eq!(graph.put("s", &data, 1), Err(PutRejected(message.into())));
+        }
+        assert!(graph.nodes.is_empty());
+    }
+
+    #[test]
+    fn flavours_render_differently() {
+        let mut graph = graph_with(
+            "a:1",
+            json!({"data": {"name": "n", "deep": {"x": 1}}, "gone": null}),
+        );
+        graph
+            .put(
+                "oip:registry:index:post",
+                &json!({"a:1": {"soul": "a:1"}, "a:2": null}),
+                1,
+            )
+            .unwrap();
+
+        let plain = graph.render("a:1", Flavour::PlainGun).unwrap();
+        assert_eq!(plain["data"], json!({"#": "a:1/data"}));
+        assert_eq!(plain["gone"], Value::Null);
+        assert_eq!(plain["_"]["#"], "a:1");
+        assert!(plain["_"][">"]["data"].is_number());
+
+        let oip = graph.render("a:1", Flavour::Oip).unwrap();
+        assert_eq!(
+            oip["data"],
+            json!({"name": "n", "deep": {"#": "a:1/data/deep"}})
+        );
+        assert!(!oip.contains_key("gone"));
+        assert!(oip.contains_key("_"));
+
+        let index = graph
+            .render("oip:registry:index:post", Flavour::Oip)
+            .unwrap();
+        assert_eq!(Value::Object(index), json!({"a:1": {"soul": "a:1"}}));
+        assert!(graph.render("missing", Flavour::Oip).is_none());
+    }
+}

@@ -1,0 +1,706 @@
+//! [`RelayClient`]: the only code that speaks HTTP to GUN relays (DESIGN §3). One shared
+//! `reqwest::Client` with pool limits, a timeout, a semaphore bounding in-flight requests and a
+//! response size cap; raw `get`/`put`/`list`, link following, and the registry reads and
+//! tombstone writes the sync cycle and job handlers use. It never decides OIP validity.
+
+mod error;
+mod node;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::try_join_all;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+use url::Url;
+
+pub use error::{Operation, RelayError};
+pub use node::{
+    DeletionRegistry, Field, METADATA_KEY, Node, RECORD_KEYS, RecordNode, TypeIndex, classify,
+};
+
+use crate::domain::{Soul, deletion_index_soul, type_index_soul};
+
+/// How many link levels [`RelayClient::read_record`] follows below a record node.
+pub const DEFAULT_MAX_DEPTH: usize = 4;
+
+/// Error bodies are read up to this much for the message, whatever the response cap.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Limits of the shared relay client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayOptions {
+    /// Whole-request timeout, body included (`GUN_REGISTRY_TIMEOUT_MS`); also caps connecting.
+    pub timeout: Duration,
+    /// Idle pooled connections kept per relay (DESIGN §2: at most 4).
+    pub max_idle_per_host: usize,
+    /// Relay requests in flight at once, across all peers and callers.
+    pub concurrency: usize,
+    /// A response body larger than this is abandoned with [`RelayError::TooLarge`].
+    pub max_response_bytes: usize,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            max_idle_per_host: 4,
+            concurrency: 16,
+            max_response_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// A record listed by `GET /list`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct ListedRecord {
+    pub soul: String,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default, rename = "recordType")]
+    pub record_type: Option<String>,
+    #[serde(default, rename = "storedAt")]
+    pub stored_at: Option<i64>,
+}
+
+/// Client for any number of GUN relays. Cloning shares the connection pool and the semaphore.
+#[derive(Clone, Debug)]
+pub struct RelayClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    permits: Semaphore,
+    options: RelayOptions,
+}
+
+/// A relay's answer, body read within the cap.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Bytes,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl RelayClient {
+    /// Build the one HTTP client all relay calls share.
+    ///
+    /// # Errors
+    /// [`RelayError::Client`] when the TLS backend cannot be initialised.
+    pub fn new(options: RelayOptions) -> Result<Self, RelayError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
+            .timeout(options.timeout)
+            .pool_max_idle_per_host(options.max_idle_per_host.min(4))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .user_agent(concat!("gunsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(RelayError::Client)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                permits: Semaphore::new(options.concurrency.max(1)),
+                options,
+            }),
+        })
+    }
+
+    pub fn options(&self) -> &RelayOptions {
+        &self.inner.options
+    }
+
+    /// `GET /get?soul=S`: the node, or `None` when the relay does not hold it (404).
+    ///
+    /// # Errors
+    /// Any [`RelayError`]; a 404 is not one unless the relay says the endpoint is unknown.
+    pub async fn get(&self, peer: &Url, soul: &Soul) -> Result<Option<Node>, RelayError> {
+        let op = Operation::Get;
+        let url = endpoint(peer, "get", &[("soul", soul.as_str())]);
+        let answer = self
+            .call(op, soul.as_str(), peer, self.inner.http.get(url))
+            .await?;
+        match answer.status {
+            200..=299 => {
+                let data = success_member(op, soul.as_str(), &answer.body, "data")?;
+                Node::from_value(soul.clone(), data)
+                    .map(Some)
+                    .map_err(|reason| malformed(op, soul.as_str(), reason))
+            }
+            // A relay that lacks the endpoint is misconfigured, not an empty graph.
+            404 if error::error_text(&answer.body) != "Endpoint not found" => Ok(None),
+            _ => Err(status_error(op, soul.as_str(), answer)),
+        }
+    }
+
+    /// `POST /put {"soul", "data"}`: merge `data` into the node (a `null` value removes a key).
+    /// The root is a map by construction: GUN rejects `"data": null` (DESIGN §3).
+    ///
+    /// # Errors
+    /// Any [`RelayError`]; a 200 without `"success": true` is [`RelayError::Refused`].
+    pub async fn put(
+        &self,
+        peer: &Url,
+        soul: &Soul,
+        data: Map<String, Value>,
+    ) -> Result<(), RelayError> {
+        let op = Operation::Put;
+        // GUN answers 500 to arrays, which would read as transient: refuse them here, for good.
+        if let Some(path) = find_array(&data, "data") {
+            return Err(RelayError::Unstorable {
+                op,
+                target: soul.to_string(),
+                reason: format!("array at {path}"),
+            });
+        }
+        let url = endpoint(peer, "put", &[]);
+        let body = json!({ "soul": soul, "data": data });
+        let answer = self
+            .call(
+                op,
+                soul.as_str(),
+                peer,
+                self.inner.http.post(url).json(&body),
+            )
+            .await?;
+        match answer.status {
+            200..=299 => success_member(op, soul.as_str(), &answer.body, "success").map(|_| ()),
+            _ => Err(status_error(op, soul.as_str(), answer)),
+        }
+    }
+
+    /// `GET /list?publisherHash=H&limit=&offset=`: records the relay stored under that hash.
+    ///
+    /// # Errors
+    /// Any [`RelayError`].
+    pub async fn list(
+        &self,
+        peer: &Url,
+        publisher_hash: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<ListedRecord>, RelayError> {
+        let op = Operation::List;
+        let (limit, offset) = (limit.to_string(), offset.to_string());
+        let url = endpoint(
+            peer,
+            "list",
+            &[
+                ("publisherHash", publisher_hash),
+                ("limit", &limit),
+                ("offset", &offset),
+            ],
+        );
+        let answer = self
+            .call(op, publisher_hash, peer, self.inner.http.get(url))
+            .await?;
+        if !(200..=299).contains(&answer.status) {
+            return Err(status_error(op, publisher_hash, answer));
+        }
+        let records = success_member(op, publisher_hash, &answer.body, "records")?;
+        serde_json::from_value(records)
+            .map_err(|e| malformed(op, publisher_hash, format!("records: {e}")))
+    }
+
+    /// The node with every link replaced by the node it points to, down to `max_depth` levels
+    /// (deeper links stay links). Sibling links are fetched concurrently, bounded by the client's
+    /// semaphore. A link whose target is missing (404) is an absent field: the key is dropped.
+    ///
+    /// # Errors
+    /// The first [`RelayError`] of any fetch.
+    pub async fn get_resolved(
+        &self,
+        peer: &Url,
+        soul: &Soul,
+        max_depth: usize,
+    ) -> Result<Option<Node>, RelayError> {
+        let Some(node) = self.get(peer, soul).await? else {
+            return Ok(None);
+        };
+        let fields = self
+            .resolve_fields(peer, node.into_fields(), max_depth)
+            .await?;
+        Ok(Some(Node::new(soul.clone(), fields)))
+    }
+
+    /// The record at `soul` with its `data`, `oip` and `meta` links followed; `None` when the
+    /// relay does not hold it. Check [`RecordNode::deleted`] before indexing.
+    ///
+    /// # Errors
+    /// Any [`RelayError`] of the record or of a child.
+    pub async fn read_record(
+        &self,
+        peer: &Url,
+        soul: &Soul,
+    ) -> Result<Option<RecordNode>, RelayError> {
+        let Some(node) = self.get(peer, soul).await? else {
+            return Ok(None);
+        };
+        let mut fields = node.into_fields();
+        let children: Map<String, Value> = RECORD_KEYS
+            .iter()
+            .filter_map(|key| fields.remove(*key).map(|value| ((*key).to_owned(), value)))
+            .collect();
+        fields.extend(
+            self.resolve_fields(peer, children, DEFAULT_MAX_DEPTH)
+                .await?,
+        );
+        Ok(Some(RecordNode::from_node(Node::new(soul.clone(), fields))))
+    }
+
+    /// The DIDs in the deletion registry (`oip:deleted:records:index`); empty when the relay has
+    /// no registry. Invalid keys are skipped and reported in [`DeletionRegistry::rejected`].
+    ///
+    /// # Errors
+    /// Any [`RelayError`].
+    pub async fn read_deletion_registry(&self, peer: &Url) -> Result<DeletionRegistry, RelayError> {
+        match self.get(peer, &deletion_index_soul()).await? {
+            Some(node) => Ok(DeletionRegistry::from_fields(node.fields())),
+            None => Ok(DeletionRegistry::default()),
+        }
+    }
+
+    /// The record souls in `<root>:index:<record_type>`; empty when the index does not exist.
+    /// Invalid keys are skipped and reported in [`TypeIndex::rejected`].
+    ///
+    /// # Errors
+    /// Any [`RelayError`]; [`RelayError::InvalidSoul`] when root or type cannot form a soul.
+    pub async fn read_type_index(
+        &self,
+        peer: &Url,
+        root: &str,
+        record_type: &str,
+    ) -> Result<TypeIndex, RelayError> {
+        let index_soul = type_index_soul(root, record_type)?;
+        let Some(node) = self.get(peer, &index_soul).await? else {
+            return Ok(TypeIndex::default());
+        };
+        let mut index = TypeIndex::from_fields(node.fields());
+        // OIP's registerOIPRecord may wrap the entries as `{data: index}`; a plain relay shows
+        // that wrapper as a link.
+        if let Some(Field::Link(wrapped)) = node.get("data").map(classify)
+            && let Some(child) = self.get(peer, &wrapped).await?
+        {
+            let more = TypeIndex::from_fields(child.fields());
+            index.souls.extend(more.souls);
+            index.rejected.extend(more.rejected);
+            index.souls.sort();
+            index.souls.dedup();
+        }
+        Ok(index)
+    }
+
+    /// Tombstone the record: one put setting `data`, `oip`, `meta` and every key in `keys` to
+    /// `null`, plus `deleted: true` and `deletedAt` (ms since the epoch). Never a root `null`,
+    /// which GUN rejects (DESIGN §3).
+    ///
+    /// # Errors
+    /// Any [`RelayError`] of the put.
+    pub async fn tombstone_record(
+        &self,
+        peer: &Url,
+        soul: &Soul,
+        keys: &[String],
+    ) -> Result<(), RelayError> {
+        self.put(
+            peer,
+            soul,
+            tombstone_body(keys, chrono::Utc::now().timestamp_millis()),
+        )
+        .await
+    }
+
+    /// Remove `soul` from `<root>:index:<record_type>` by putting `{"<soul>": null}` on it.
+    ///
+    /// # Errors
+    /// Any [`RelayError`] of the put; [`RelayError::InvalidSoul`] for a bad root or type.
+    pub async fn remove_from_type_index(
+        &self,
+        peer: &Url,
+        root: &str,
+        record_type: &str,
+        soul: &Soul,
+    ) -> Result<(), RelayError> {
+        let index_soul = type_index_soul(root, record_type)?;
+        let mut body = Map::new();
+        body.insert(soul.to_string(), Value::Null);
+        self.put(peer, &index_soul, body).await
+    }
+
+    fn resolve_fields<'a>(
+        &'a self,
+        peer: &'a Url,
+        fields: Map<String, Value>,
+        depth: usize,
+    ) -> BoxFuture<'a, Result<Map<String, Value>, RelayError>> {
+        Box::pin(async move {
+            let resolved = try_join_all(fields.into_iter().map(|(key, value)| async move {
+                let value = self.resolve_value(peer, &key, value, depth).await?;
+                Ok::<_, RelayError>(value.map(|value| (key, value)))
+            }))
+            .await?;
+            Ok(resolved.into_iter().flatten().collect())
+        })
+    }
+
+    /// `None` means the field is absent (a link to a missing node, or an unusable link).
+    async fn resolve_value(
+        &self,
+        peer: &Url,
+        key: &str,
+        value: Value,
+        depth: usize,
+    ) -> Result<Option<Value>, RelayError> {
+        if key == METADATA_KEY {
+            return Ok(None);
+        }
+        match classify(&value) {
+            Field::Link(_) | Field::Inline(_) if depth == 0 => Ok(Some(value)),
+            Field::Link(target) => match self.get(peer, &target).await? {
+                Some(child) => {
+                    let fields = self
+                        .resolve_fields(peer, child.into_fields(), depth - 1)
+                        .await?;
+                    Ok(Some(Value::Object(fields)))
+                }
+                None => Ok(None),
+            },
+            Field::Inline(_) => {
+                let Value::Object(fields) = value else {
+                    unreachable!("inline fields are objects")
+                };
+                let fields = self.resolve_fields(peer, fields, depth - 1).await?;
+                Ok(Some(Value::Object(fields)))
+            }
+            Field::BrokenLink(reason) => {
+                warn!(peer = %peer, key, error = %reason, "unusable link dropped");
+                Ok(None)
+            }
+            Field::Null | Field::Scalar(_) => Ok(Some(value)),
+        }
+    }
+
+    /// One HTTP exchange under a semaphore permit, body read within the cap, logged and counted.
+    async fn call(
+        &self,
+        op: Operation,
+        target: &str,
+        peer: &Url,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer, RelayError> {
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .expect("the relay semaphore is never closed");
+        let started = Instant::now();
+        let mut status = None;
+        let result = self.exchange(op, target, request, &mut status).await;
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let outcome = match status {
+            None => "transport_error",
+            Some(404) => "not_found",
+            Some(s) if s >= 500 => "server_error",
+            Some(s) if s >= 400 => "client_error",
+            Some(_) if result.is_err() => "transport_error",
+            Some(_) => "ok",
+        };
+        metrics::counter!("gunsync_http_requests_total", "system" => "relay", "outcome" => outcome)
+            .increment(1);
+        match &result {
+            Ok(_) => debug!(peer = %peer, soul = target, %op, status, elapsed_ms, "relay request"),
+            Err(err) => {
+                debug!(peer = %peer, soul = target, %op, status, elapsed_ms, error = %err, "relay request failed")
+            }
+        }
+        result
+    }
+
+    async fn exchange(
+        &self,
+        op: Operation,
+        target: &str,
+        request: reqwest::RequestBuilder,
+        status_seen: &mut Option<u16>,
+    ) -> Result<Answer, RelayError> {
+        let timeout = self.inner.options.timeout;
+        let mut response = request.send().await.map_err(|source| {
+            if source.is_timeout() {
+                RelayError::Timeout {
+                    op,
+                    target: target.to_owned(),
+                    timeout,
+                }
+            } else {
+                RelayError::Transport {
+                    op,
+                    target: target.to_owned(),
+                    source,
+                }
+            }
+        })?;
+        let status = response.status().as_u16();
+        *status_seen = Some(status);
+        let retry_after = match status {
+            429 | 503 => parse_retry_after(response.headers().get(reqwest::header::RETRY_AFTER)),
+            _ => None,
+        };
+        let success = (200..=299).contains(&status) || status == 404;
+        let limit = if success {
+            self.inner.options.max_response_bytes
+        } else {
+            MAX_ERROR_BODY
+        };
+        let too_large = || RelayError::TooLarge {
+            op,
+            target: target.to_owned(),
+            limit,
+        };
+        let body = match read_capped(&mut response, limit).await {
+            Ok(Some(body)) => body,
+            // An oversized error body still says what the status was.
+            Ok(None) if !success => Bytes::from_static(b"(oversized error body)"),
+            Ok(None) => return Err(too_large()),
+            Err(source) if source.is_timeout() => {
+                return Err(RelayError::Timeout {
+                    op,
+                    target: target.to_owned(),
+                    timeout,
+                });
+            }
+            Err(source) => {
+                return Err(RelayError::BodyInterrupted {
+                    op,
+                    target: target.to_owned(),
+                    source,
+                });
+            }
+        };
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}
+
+/// Read the body chunk by chunk; `None` as soon as it passes `limit` (the rest is never read:
+/// dropping the response closes the connection).
+async fn read_capped(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Option<Bytes>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Ok(None);
+    }
+    let expected = response.content_length().unwrap_or(0) as usize;
+    let mut body = Vec::with_capacity(expected.min(limit));
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(Bytes::from(body)))
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+fn parse_retry_after(value: Option<&reqwest::header::HeaderValue>) -> Option<Duration> {
+    let text = value?.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
+    let delta = at.signed_duration_since(chrono::Utc::now());
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// `<peer>/<name>?<query>`, keeping any base path of the peer and encoding the query properly
+/// (souls hold `:` and `/`).
+fn endpoint(peer: &Url, name: &str, query: &[(&str, &str)]) -> Url {
+    let mut url = peer.clone();
+    url.set_path(&format!("{}/{name}", peer.path().trim_end_matches('/')));
+    url.set_query(None);
+    url.set_fragment(None);
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    url
+}
+
+/// Parse `{"success": true, <member>: …}` and return the member (`success` itself for a put).
+fn success_member(
+    op: Operation,
+    target: &str,
+    body: &[u8],
+    member: &str,
+) -> Result<Value, RelayError> {
+    let Ok(Value::Object(mut envelope)) = serde_json::from_slice::<Value>(body) else {
+        return Err(malformed(
+            op,
+            target,
+            "body is not a json object".to_owned(),
+        ));
+    };
+    if envelope.get("success") != Some(&Value::Bool(true)) {
+        return Err(RelayError::Refused {
+            op,
+            target: target.to_owned(),
+            message: error::error_text(body),
+        });
+    }
+    envelope
+        .remove(member)
+        .ok_or_else(|| malformed(op, target, format!("no {member:?} member")))
+}
+
+fn malformed(op: Operation, target: &str, reason: String) -> RelayError {
+    RelayError::Malformed {
+        op,
+        target: target.to_owned(),
+        reason,
+    }
+}
+
+fn status_error(op: Operation, target: &str, answer: Answer) -> RelayError {
+    RelayError::Status {
+        op,
+        target: target.to_owned(),
+        status: answer.status,
+        message: error::error_text(&answer.body),
+        retry_after: answer.retry_after,
+    }
+}
+
+/// The path of the first array in `map`, if any (GUN stores no arrays).
+fn find_array(map: &Map<String, Value>, path: &str) -> Option<String> {
+    map.iter().find_map(|(key, value)| match value {
+        Value::Array(_) => Some(format!("{path}.{key}")),
+        Value::Object(inner) => find_array(inner, &format!("{path}.{key}")),
+        _ => None,
+    })
+}
+
+/// The put body of a tombstone: record keys and `keys` nulled, `deleted: true`, `deletedAt`.
+fn tombstone_body(keys: &[String], deleted_at_ms: i64) -> Map<String, Value> {
+    let mut body: Map<String, Value> = RECORD_KEYS
+        .iter()
+        .copied()
+        .chain(keys.iter().map(String::as_str))
+        .filter(|key| *key != METADATA_KEY)
+        .map(|key| (key.to_owned(), Value::Null))
+        .collect();
+    body.insert("deleted".to_owned(), Value::Bool(true));
+    body.insert("deletedAt".to_owned(), Value::from(deleted_at_ms));
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_encodes_souls_and_keeps_base_path() {
+        let cases = [
+            (
+                "http://127.0.0.1:8765",
+                "oip:registry:index:post",
+                "http://127.0.0.1:8765/get?soul=oip%3Aregistry%3Aindex%3Apost",
+            ),
+            (
+                "http://relay:8765/",
+                "abc:1/data",
+                "http://relay:8765/get?soul=abc%3A1%2Fdata",
+            ),
+            (
+                "http://relay/gun/",
+                "a&b=c#d?e+f%",
+                "http://relay/gun/get?soul=a%26b%3Dc%23d%3Fe%2Bf%25",
+            ),
+            (
+                "http://relay/gun?x=1#frag",
+                "s",
+                "http://relay/gun/get?soul=s",
+            ),
+        ];
+        for (peer, soul, expected) in cases {
+            let url = endpoint(&Url::parse(peer).unwrap(), "get", &[("soul", soul)]);
+            assert_eq!(url.as_str(), expected);
+            let decoded: Vec<_> = url.query_pairs().collect();
+            assert_eq!(decoded[0].1, soul);
+        }
+        let put = endpoint(&Url::parse("http://relay:8765").unwrap(), "put", &[]);
+        assert_eq!(put.as_str(), "http://relay:8765/put");
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates() {
+        let header = |s: &str| reqwest::header::HeaderValue::from_str(s).unwrap();
+        assert_eq!(
+            parse_retry_after(Some(&header("7"))),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            parse_retry_after(Some(&header("Wed, 21 Oct 2015 07:28:00 GMT"))),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after(Some(&header("soon"))), None);
+        assert_eq!(parse_retry_after(None), None);
+    }
+
+    #[test]
+    fn tombstone_nulls_record_keys_and_never_the_root() {
+        let body = tombstone_body(&["data".into(), "extra".into(), "_".into()], 42);
+        let expected = json!({
+            "data": null, "oip": null, "meta": null, "extra": null,
+            "deleted": true, "deletedAt": 42
+        });
+        assert_eq!(Value::Object(body), expected);
+    }
+
+    #[test]
+    fn arrays_are_found_at_any_depth() {
+        let cases = [
+            (json!({"a": 1, "b": {"c": "x"}}), None),
+            (json!({"tags": ["a"]}), Some("data.tags")),
+            (json!({"a": {"b": {"c": []}}}), Some("data.a.b.c")),
+        ];
+        for (value, expected) in cases {
+            let map = value.as_object().unwrap();
+            assert_eq!(find_array(map, "data").as_deref(), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn success_envelope_is_checked() {
+        let ok = success_member(
+            Operation::Get,
+            "s",
+            br#"{"success":true,"data":{"a":1}}"#,
+            "data",
+        );
+        assert_eq!(ok.unwrap(), json!({"a": 1}));
+        let refused = success_member(
+            Operation::Put,
+            "s",
+            br#"{"success":false,"error":"no"}"#,
+            "success",
+        );
+        assert!(matches!(refused, Err(RelayError::Refused { .. })));
+        let garbage = success_member(Operation::Get, "s", b"<html>", "data");
+        assert!(matches!(garbage, Err(RelayError::Malformed { .. })));
+        let missing = success_member(Operation::Get, "s", br#"{"success":true}"#, "data");
+        assert!(matches!(missing, Err(RelayError::Malformed { .. })));
+    }
+}

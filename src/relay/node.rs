@@ -1,0 +1,414 @@
+//! GUN node shapes, pure: metadata stripping, link detection, and the typed views the sync cycle
+//! and job handlers read ([`RecordNode`], [`TypeIndex`], [`DeletionRegistry`]). No I/O here; the
+//! client in `relay/mod.rs` fetches, this module interprets (DESIGN §3).
+
+use serde_json::{Map, Value};
+use tracing::warn;
+
+use crate::domain::{Did, InvalidSoul, Soul, shown};
+
+/// GUN's metadata key (`{"#": soul, ">": {key: state}}`); never data.
+pub const METADATA_KEY: &str = "_";
+
+/// The key of a link object: `{"#": "<soul>"}`.
+const LINK_KEY: &str = "#";
+
+/// Record keys that hold the record itself; a tombstone nulls at least these.
+pub const RECORD_KEYS: [&str; 3] = ["data", "oip", "meta"];
+
+/// One GUN node as a peer returned it, without the `_` metadata key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    soul: Soul,
+    fields: Map<String, Value>,
+}
+
+impl Node {
+    /// The node `soul` holding `fields`; a `_` key is dropped.
+    pub fn new(soul: Soul, mut fields: Map<String, Value>) -> Self {
+        fields.remove(METADATA_KEY);
+        Self { soul, fields }
+    }
+
+    /// Parse the `data` member of a `get` answer.
+    ///
+    /// # Errors
+    /// A description of the shape when `value` is not a JSON object.
+    pub fn from_value(soul: Soul, value: Value) -> Result<Self, String> {
+        match value {
+            Value::Object(fields) => Ok(Self::new(soul, fields)),
+            other => Err(format!("node data is {}, not an object", kind(&other))),
+        }
+    }
+
+    pub fn soul(&self) -> &Soul {
+        &self.soul
+    }
+
+    /// Every key but `_`; a `null` value is a key GUN holds as removed.
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.fields
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.fields.get(key)
+    }
+
+    pub fn into_fields(self) -> Map<String, Value> {
+        self.fields
+    }
+}
+
+/// What one value of a node is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Field<'a> {
+    /// Exactly `{"#": soul}`: the value lives in another node.
+    Link(Soul),
+    /// `{"#": x}` where `x` is not a usable soul; cannot be followed.
+    BrokenLink(String),
+    /// Any other object: data the relay already resolved inline (OIP flavour).
+    Inline(&'a Map<String, Value>),
+    Null,
+    /// A string, number or boolean (or an array, which GUN itself never stores).
+    Scalar(&'a Value),
+}
+
+/// Classify `value`: a link is an object with the single key `#` (DESIGN §3).
+pub fn classify(value: &Value) -> Field<'_> {
+    match value {
+        Value::Null => Field::Null,
+        Value::Object(map) => match link_target(map) {
+            Some(Ok(soul)) => Field::Link(soul),
+            Some(Err(err)) => Field::BrokenLink(err),
+            None => Field::Inline(map),
+        },
+        other => Field::Scalar(other),
+    }
+}
+
+fn link_target(map: &Map<String, Value>) -> Option<Result<Soul, String>> {
+    if map.len() != 1 {
+        return None;
+    }
+    let target = map.get(LINK_KEY)?;
+    Some(match target {
+        Value::String(s) => Soul::parse(s).map_err(|e: InvalidSoul| e.to_string()),
+        other => Err(format!("link target is {}", kind(other))),
+    })
+}
+
+/// A record node with its `data`, `oip` and `meta` children fetched.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordNode {
+    pub soul: Soul,
+    /// The record body; `None` when absent, `null`, or a link whose target is missing.
+    pub data: Option<Value>,
+    pub oip: Option<Value>,
+    pub meta: Option<Value>,
+    /// A private record (`encrypted`, or `meta.encrypted`, or an `{encrypted, iv, tag}` body).
+    pub encrypted: bool,
+    /// A tombstone: never a record to index.
+    pub deleted: bool,
+    /// Every top-level key the node holds (`_` excluded), so a tombstone can null them all.
+    pub keys: Vec<String>,
+}
+
+impl RecordNode {
+    /// Interpret a fetched record node. It is `deleted` when it says `deleted: true`, when `data`
+    /// or `oip` is present as `null` (a plain GUN relay shows nulled keys), or when neither `data`
+    /// nor `oip` is there at all (OIP's relay drops `null` keys from its answer).
+    pub fn from_node(node: Node) -> Self {
+        let keys: Vec<String> = node.fields.keys().cloned().collect();
+        let Node { soul, mut fields } = node;
+        let explicit_null =
+            |key: &str, fields: &Map<String, Value>| matches!(fields.get(key), Some(Value::Null));
+        let flagged = fields.get("deleted").and_then(Value::as_bool) == Some(true);
+        let nulled = explicit_null("data", &fields) || explicit_null("oip", &fields);
+        let mut take = |key: &str| fields.remove(key).filter(|v| !v.is_null());
+        let data = take("data");
+        let oip = take("oip");
+        let meta = take("meta");
+        let top_encrypted = take("encrypted").is_some_and(|v| v != Value::Bool(false));
+        let deleted = flagged || nulled || (data.is_none() && oip.is_none());
+        let meta_encrypted = meta
+            .as_ref()
+            .and_then(|m| m.get("encrypted"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        let body_encrypted = data.as_ref().and_then(Value::as_object).is_some_and(|d| {
+            ["encrypted", "iv", "tag"]
+                .iter()
+                .all(|k| d.get(*k).is_some_and(|v| !v.is_null()))
+        });
+        Self {
+            soul,
+            data,
+            oip,
+            meta,
+            encrypted: top_encrypted || meta_encrypted || body_encrypted,
+            deleted,
+            keys,
+        }
+    }
+
+    /// `oip.recordType`, when it is a string.
+    pub fn record_type(&self) -> Option<&str> {
+        self.oip.as_ref()?.get("recordType")?.as_str()
+    }
+
+    pub fn did(&self) -> Did {
+        Did::from_soul(&self.soul)
+    }
+}
+
+/// The record souls listed by one type index (`<root>:index:<recordType>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TypeIndex {
+    pub souls: Vec<Soul>,
+    /// Keys that are not valid souls (truncated), skipped.
+    pub rejected: Vec<String>,
+}
+
+impl TypeIndex {
+    /// Read the entries of an index node: keys are record souls; `_` and `oip:` keys are not
+    /// records, and a `null` entry was removed. Entries OIP wrapped under a `data` key (its
+    /// `registerOIPRecord` writes `{data: index}`) count too when `data` is inline.
+    pub fn from_fields(fields: &Map<String, Value>) -> Self {
+        let mut index = Self::default();
+        index.add_fields(fields);
+        if let Some(wrapped) = fields.get("data")
+            && let Field::Inline(wrapped) = classify(wrapped)
+        {
+            index.add_fields(wrapped);
+        }
+        index.souls.sort();
+        index.souls.dedup();
+        index
+    }
+
+    fn add_fields(&mut self, fields: &Map<String, Value>) {
+        for (key, value) in fields {
+            if key.starts_with('_') || key.starts_with("oip:") || key == "data" || value.is_null() {
+                continue;
+            }
+            match Soul::parse(key) {
+                Ok(soul) => self.souls.push(soul),
+                Err(err) => {
+                    warn!(error = %err, "type index entry is not a soul, skipped");
+                    self.rejected.push(shown(key));
+                }
+            }
+        }
+    }
+}
+
+/// The DIDs listed by the deletion registry index (`oip:deleted:records:index`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeletionRegistry {
+    pub dids: Vec<Did>,
+    /// Keys that are not valid DIDs (truncated), skipped.
+    pub rejected: Vec<String>,
+}
+
+impl DeletionRegistry {
+    /// Read the index: keys are DIDs marked `true` (or an object/link); `null` or `false` means
+    /// unmarked; `_` is metadata.
+    pub fn from_fields(fields: &Map<String, Value>) -> Self {
+        let mut registry = Self::default();
+        for (key, value) in fields {
+            if key == METADATA_KEY || matches!(value, Value::Null | Value::Bool(false)) {
+                continue;
+            }
+            match Did::parse(key) {
+                Ok(did) => registry.dids.push(did),
+                Err(err) => {
+                    warn!(error = %err, "deletion registry entry is not a did, skipped");
+                    registry.rejected.push(shown(key));
+                }
+            }
+        }
+        registry.dids.sort();
+        registry.dids.dedup();
+        registry
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn soul(s: &str) -> Soul {
+        Soul::parse(s).unwrap()
+    }
+
+    fn fields(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn classify_tells_links_from_inline_data() {
+        let link = json!({"#": "a:b/data"});
+        let inline = json!({"#": "a:b/data", "x": 1});
+        let inline_plain = json!({"name": "n"});
+        let broken = json!({"#": "has space"});
+        let broken_number = json!({"#": 5});
+        let scalar = json!("text");
+        let cases = [
+            (&link, Field::Link(soul("a:b/data"))),
+            (&inline, Field::Inline(inline.as_object().unwrap())),
+            (
+                &inline_plain,
+                Field::Inline(inline_plain.as_object().unwrap()),
+            ),
+            (&Value::Null, Field::Null),
+            (&scalar, Field::Scalar(&scalar)),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(classify(value), expected, "{value}");
+        }
+        assert!(matches!(classify(&broken), Field::BrokenLink(_)));
+        assert!(matches!(classify(&broken_number), Field::BrokenLink(_)));
+    }
+
+    #[test]
+    fn node_strips_metadata_and_rejects_non_objects() {
+        let node = Node::from_value(
+            soul("a:b"),
+            json!({"_": {"#": "a:b", ">": {"x": 1}}, "x": 1, "y": null}),
+        )
+        .unwrap();
+        assert_eq!(node.fields(), &fields(json!({"x": 1, "y": null})));
+        for bad in [json!(null), json!([1]), json!("s")] {
+            assert!(Node::from_value(soul("a:b"), bad).is_err());
+        }
+    }
+
+    #[test]
+    fn record_node_detects_tombstones_and_privacy() {
+        let live = json!({"data": {"name": "n"}, "oip": {"recordType": "post", "ver": "0.8.0"}, "meta": {}});
+        let cases: &[(&str, Value, bool, bool)] = &[
+            ("live", live.clone(), false, false),
+            (
+                "flagged",
+                json!({"data": {"a": 1}, "oip": {"recordType": "post"}, "deleted": true}),
+                true,
+                false,
+            ),
+            (
+                "plain gun tombstone",
+                json!({"data": null, "oip": null, "meta": null, "deleted": true}),
+                true,
+                false,
+            ),
+            (
+                "nulled without flag",
+                json!({"data": null, "oip": {"recordType": "post"}}),
+                true,
+                false,
+            ),
+            (
+                "oip relay tombstone",
+                json!({"deleted": true, "deletedAt": 1}),
+                true,
+                false,
+            ),
+            ("nothing left", json!({"meta": {"created": 1}}), true, false),
+            (
+                "deleted false",
+                json!({"data": {"a": 1}, "oip": {}, "deleted": false}),
+                false,
+                false,
+            ),
+            (
+                "top encrypted",
+                json!({"data": "x", "oip": {}, "encrypted": true}),
+                false,
+                true,
+            ),
+            (
+                "meta encrypted",
+                json!({"data": "x", "oip": {}, "meta": {"encrypted": true}}),
+                false,
+                true,
+            ),
+            (
+                "meta not encrypted",
+                json!({"data": {}, "oip": {}, "meta": {"encrypted": false}}),
+                false,
+                false,
+            ),
+            (
+                "gcm body",
+                json!({"data": {"encrypted": "c", "iv": "i", "tag": "t"}, "oip": {}}),
+                false,
+                true,
+            ),
+        ];
+        for (name, value, deleted, encrypted) in cases {
+            let record = RecordNode::from_node(Node::new(soul("a:b"), fields(value.clone())));
+            assert_eq!(record.deleted, *deleted, "{name}");
+            assert_eq!(record.encrypted, *encrypted, "{name}");
+        }
+        let record = RecordNode::from_node(Node::new(soul("a:b"), fields(live)));
+        assert_eq!(record.record_type(), Some("post"));
+        assert_eq!(record.keys, vec!["data", "meta", "oip"]);
+        assert_eq!(record.did().as_str(), "did:gun:a:b");
+    }
+
+    #[test]
+    fn type_index_lists_record_souls_only() {
+        let index = TypeIndex::from_fields(&fields(json!({
+            "_": {"#": "oip:registry:index:post"},
+            "abc:1": {"soul": "abc:1", "nodeId": "n", "timestamp": 1},
+            "abc:2": {"#": "oip:registry:index:post/abc:2"},
+            "abc:3": null,
+            "oip:meta": {"x": 1},
+            "bad soul": {"soul": "bad soul"},
+        })));
+        assert_eq!(index.souls, vec![soul("abc:1"), soul("abc:2")]);
+        assert_eq!(index.rejected, vec!["bad soul"]);
+    }
+
+    #[test]
+    fn type_index_reads_entries_wrapped_under_data() {
+        let index = TypeIndex::from_fields(&fields(json!({
+            "data": {"abc:1": {"#": "x/abc:1"}, "abc:2": null},
+            "abc:9": {"soul": "abc:9"},
+        })));
+        assert_eq!(index.souls, vec![soul("abc:1"), soul("abc:9")]);
+        let linked = TypeIndex::from_fields(&fields(json!({"data": {"#": "i/data"}})));
+        assert!(linked.souls.is_empty());
+    }
+
+    #[test]
+    fn deletion_registry_skips_metadata_unmarked_and_bad_dids() {
+        let registry = DeletionRegistry::from_fields(&fields(json!({
+            "_": {"#": "oip:deleted:records:index"},
+            "did:gun:abc:1": true,
+            "did:gun:abc:2": {"#": "oip:deleted:records:index/did:gun:abc:2"},
+            "did:gun:abc:3": null,
+            "did:gun:abc:4": false,
+            "did:arweave:xyz": true,
+            "did:gun:bad soul": true,
+        })));
+        let dids: Vec<&str> = registry.dids.iter().map(Did::as_str).collect();
+        assert_eq!(dids, vec!["did:gun:abc:1", "did:gun:abc:2"]);
+        assert_eq!(
+            registry.rejected,
+            vec!["did:arweave:xyz", "did:gun:bad soul"]
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! The relay client against real GUN storage: the tiny Node relay in `tests/relay/` (npm `gun`,
+//! radisk in a temp dir) speaking OIP's relay HTTP API. Skipped, with a message, when `node` or
+//! `npm` is not installed. A real `get` takes ~150 ms and a 404 about a second.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use gunsync::domain::{DEFAULT_REGISTRY_ROOT, Did, Soul};
+use gunsync::relay::{RelayClient, RelayOptions};
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use url::Url;
+
+/// A running `tests/relay/server.js`, killed on drop.
+struct NodeRelay {
+    _child: Child,
+    url: Url,
+    _storage: tempfile::TempDir,
+}
+
+impl NodeRelay {
+    /// Start the relay, installing its locked dependencies first if needed; `None` when node or
+    /// npm is missing.
+    async fn start() -> Option<Self> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/relay");
+        if !runs("node").await {
+            eprintln!("skipping real GUN tests: `node` is not installed (CI runs them on node 20)");
+            return None;
+        }
+        if !dir.join("node_modules/gun").exists() {
+            if !runs("npm").await {
+                eprintln!("skipping real GUN tests: `npm` is not installed to fetch `gun`");
+                return None;
+            }
+            install(&dir).await;
+        }
+        let storage = tempfile::tempdir().expect("temp dir for radisk");
+        let mut child = Command::new("node")
+            .arg("server.js")
+            .current_dir(&dir)
+            .env("RELAY_PORT", "0")
+            .env("RELAY_DATA_DIR", storage.path())
+            .env("RELAY_GET_WAIT", "1000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn node server.js");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let port = tokio::time::timeout(Duration::from_secs(20), listening_port(stdout))
+            .await
+            .expect("relay printed `listening <port>` within 20 s");
+        Some(Self {
+            _child: child,
+            url: Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap(),
+            _storage: storage,
+        })
+    }
+}
+
+async fn runs(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|status| status.success())
+}
+
+async fn install(dir: &PathBuf) {
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .await
+        .expect("run npm ci");
+    assert!(status.success(), "npm ci in tests/relay failed");
+}
+
+async fn listening_port(stdout: tokio::process::ChildStdout) -> u16 {
+    let mut lines = BufReader::new(stdout).lines();
+    while let Some(line) = lines.next_line().await.expect("read relay stdout") {
+        if let Some(port) = line.strip_prefix("listening ") {
+            // Keep draining stdout so the relay never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return port.trim().parse().expect("a port number");
+        }
+    }
+    panic!("relay exited before listening");
+}
+
+fn soul(s: &str) -> Soul {
+    Soul::parse(s).unwrap()
+}
+
+fn map(value: Value) -> Map<String, Value> {
+    value.as_object().expect("an object").clone()
+}
+
+#[tokio::test]
+async fn client_reads_and_tombstones_records_in_real_gun_storage() {
+    let Some(relay) = NodeRelay::start().await else {
+        return;
+    };
+    let client = RelayClient::new(RelayOptions {
+        timeout: Duration::from_secs(10),
+        ..RelayOptions::default()
+    })
+    .unwrap();
+    let peer = &relay.url;
+
+    // Round trip, with GUN's `_` metadata stripped.
+    let plain = soul("abc123def456:plain");
+    client
+        .put(peer, &plain, map(json!({"name": "hello", "n": 3})))
+        .await
+        .unwrap();
+    let node = client.get(peer, &plain).await.unwrap().expect("stored");
+    assert_eq!(
+        Value::Object(node.fields().clone()),
+        json!({"name": "hello", "n": 3})
+    );
+
+    // A record: nested objects become links that the client follows.
+    let record_soul = soul("abc123def456:post-1");
+    client
+        .put(
+            peer,
+            &record_soul,
+            map(json!({
+                "data": {"name": "first post", "body": {"text": "hi"}},
+                "oip": {"ver": "0.8.0", "recordType": "post", "creator": {"publicKey": "pk"}},
+                "meta": {"created": 1},
+                "ref": {"#": "abc123def456:nowhere"},
+            })),
+        )
+        .await
+        .unwrap();
+    let raw = client.get(peer, &record_soul).await.unwrap().unwrap();
+    assert_eq!(
+        raw.get("data"),
+        Some(&json!({"#": "abc123def456:post-1/data"}))
+    );
+    let resolved = client
+        .get_resolved(peer, &record_soul, 4)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        resolved.get("data"),
+        Some(&json!({"name": "first post", "body": {"text": "hi"}}))
+    );
+    assert_eq!(
+        resolved.get("ref"),
+        None,
+        "a link to a missing node is absent"
+    );
+
+    let record = client
+        .read_record(peer, &record_soul)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!record.deleted);
+    assert_eq!(record.record_type(), Some("post"));
+    assert_eq!(record.oip.as_ref().unwrap()["creator"]["publicKey"], "pk");
+
+    // The type index, as OIP writes it.
+    let index_soul = soul("oip:registry:index:post");
+    client
+        .put(
+            peer,
+            &index_soul,
+            map(json!({ record_soul.as_str(): {"soul": record_soul.as_str(), "nodeId": "n1", "timestamp": 1} })),
+        )
+        .await
+        .unwrap();
+    let index = client
+        .read_type_index(peer, DEFAULT_REGISTRY_ROOT, "post")
+        .await
+        .unwrap();
+    assert_eq!(index.souls, vec![record_soul.clone()]);
+
+    // Tombstone, then index removal.
+    client
+        .tombstone_record(peer, &record_soul, &record.keys)
+        .await
+        .unwrap();
+    client
+        .remove_from_type_index(peer, DEFAULT_REGISTRY_ROOT, "post", &record_soul)
+        .await
+        .unwrap();
+    let tombstone = client
+        .read_record(peer, &record_soul)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(tombstone.deleted, "{tombstone:?}");
+    assert_eq!(tombstone.data, None);
+    let index = client
+        .read_type_index(peer, DEFAULT_REGISTRY_ROOT, "post")
+        .await
+        .unwrap();
+    assert!(index.souls.is_empty(), "{index:?}");
+
+    // The deletion registry.
+    let did = Did::from_soul(&record_soul);
+    client
+        .put(
+            peer,
+            &soul("oip:deleted:records:index"),
+            map(json!({ did.as_str(): true, "not-a-did": true })),
+        )
+        .await
+        .unwrap();
+    let registry = client.read_deletion_registry(peer).await.unwrap();
+    assert_eq!(registry.dids, vec![did]);
+    assert_eq!(registry.rejected, vec!["not-a-did"]);
+
+    let listed = client.list(peer, "abc123def456", 10, 0).await.unwrap();
+    assert!(listed.iter().any(|r| r.soul == "abc123def456:plain"));
+}

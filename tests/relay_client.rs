@@ -1,0 +1,498 @@
+//! The relay client against the in-process relay emulator, in both answer flavours: GUN put
+//! semantics, link following, tombstones, registry reads, and how each failure is classified.
+
+use std::time::Duration;
+
+use gunsync::domain::{DEFAULT_REGISTRY_ROOT, Did, Soul};
+use gunsync::emulator::relay::{FaultRule, Flavour, RelayEmulator};
+use gunsync::relay::{RelayClient, RelayError, RelayOptions};
+use serde_json::{Map, Value, json};
+
+const FLAVOURS: [Flavour; 2] = [Flavour::Oip, Flavour::PlainGun];
+
+fn client() -> RelayClient {
+    client_with(RelayOptions {
+        timeout: Duration::from_secs(5),
+        ..RelayOptions::default()
+    })
+}
+
+fn client_with(options: RelayOptions) -> RelayClient {
+    RelayClient::new(options).expect("build relay client")
+}
+
+fn soul(s: &str) -> Soul {
+    Soul::parse(s).unwrap()
+}
+
+fn map(value: Value) -> Map<String, Value> {
+    value.as_object().expect("an object").clone()
+}
+
+fn post_oip() -> Value {
+    json!({"ver": "0.8.0", "creator": {"publicKey": "pk", "didAddress": "did:arweave:x"}})
+}
+
+#[tokio::test]
+async fn put_then_get_round_trips_in_both_flavours() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let client = client();
+        let s = soul("abc123def456:note-1");
+        client
+            .put(
+                &relay.url(),
+                &s,
+                map(json!({"name": "hello", "n": 3, "ok": true})),
+            )
+            .await
+            .unwrap();
+        let node = client.get(&relay.url(), &s).await.unwrap().expect("stored");
+        assert_eq!(node.soul(), &s);
+        assert_eq!(
+            Value::Object(node.fields().clone()),
+            json!({"name": "hello", "n": 3, "ok": true}),
+            "{flavour:?}"
+        );
+        assert!(
+            client
+                .get(&relay.url(), &soul("abc123def456:other"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test]
+async fn put_merges_keys_and_null_removes_them() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let client = client();
+        let s = soul("abc:merge");
+        client
+            .put(&relay.url(), &s, map(json!({"a": 1, "b": 2})))
+            .await
+            .unwrap();
+        client
+            .put(&relay.url(), &s, map(json!({"b": null, "c": 3})))
+            .await
+            .unwrap();
+        let node = client.get(&relay.url(), &s).await.unwrap().unwrap();
+        assert_eq!(node.get("a"), Some(&json!(1)));
+        assert_eq!(node.get("c"), Some(&json!(3)));
+        match flavour {
+            // OIP's relay drops null keys from its answer; plain GUN shows them as null.
+            Flavour::Oip => assert_eq!(node.get("b"), None),
+            Flavour::PlainGun => assert_eq!(node.get("b"), Some(&Value::Null)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn root_null_and_arrays_are_rejected_by_the_relay_and_arrays_never_sent() {
+    let relay = RelayEmulator::start().await;
+    let http = reqwest::Client::new();
+    let put = relay.url().join("put").unwrap();
+    let cases = [
+        (
+            json!({"soul": "s", "data": null}),
+            500,
+            "Data at root of graph must be a node (an object).",
+        ),
+        (
+            json!({"soul": "s", "data": {"tags": ["a"]}}),
+            500,
+            "Invalid data: Array at s.tags",
+        ),
+        (json!({"data": {"a": 1}}), 400, "Invalid JSON"),
+    ];
+    for (body, status, message) in cases {
+        let response = http.post(put.clone()).json(&body).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], message);
+    }
+    let bad_json = http.post(put).body("{not json").send().await.unwrap();
+    assert_eq!(bad_json.status().as_u16(), 400);
+    assert!(relay.node("s").is_none());
+
+    let requests_before = relay.count("POST", "/put");
+    let err = client()
+        .put(&relay.url(), &soul("s"), map(json!({"tags": ["a"]})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RelayError::Unstorable { .. }), "{err}");
+    assert!(!err.is_transient());
+    assert_eq!(relay.count("POST", "/put"), requests_before);
+}
+
+#[tokio::test]
+async fn nested_objects_are_links_followed_and_missing_targets_dropped() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let client = client();
+        let s = soul("abc:nested");
+        client
+            .put(
+                &relay.url(),
+                &s,
+                map(json!({
+                    "data": {"name": "n", "deep": {"deeper": {"x": 1}}},
+                    "ref": {"#": "abc:nowhere"},
+                    "plain": "v",
+                })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            relay.node("abc:nested").unwrap()["data"],
+            json!({"#": "abc:nested/data"})
+        );
+
+        let node = client
+            .get_resolved(&relay.url(), &s, 4)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            Value::Object(node.fields().clone()),
+            json!({"data": {"name": "n", "deep": {"deeper": {"x": 1}}}, "plain": "v"}),
+            "{flavour:?}"
+        );
+
+        let shallow = client
+            .get_resolved(&relay.url(), &s, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            shallow.get("data").unwrap()["deep"],
+            json!({"#": "abc:nested/data/deep"}),
+            "{flavour:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tombstoned_record_reads_deleted_and_leaves_its_type_index() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let client = client();
+        let peer = relay.url();
+        let s = soul("647f79c2a338:post-1");
+        relay
+            .seed_record(
+                s.as_str(),
+                "post",
+                json!({"name": "first post"}),
+                post_oip(),
+            )
+            .unwrap();
+
+        let index = client
+            .read_type_index(&peer, DEFAULT_REGISTRY_ROOT, "post")
+            .await
+            .unwrap();
+        assert_eq!(index.souls, vec![s.clone()], "{flavour:?}");
+
+        let record = client.read_record(&peer, &s).await.unwrap().unwrap();
+        assert!(!record.deleted, "{flavour:?}");
+        assert!(!record.encrypted);
+        assert_eq!(record.record_type(), Some("post"));
+        assert_eq!(record.data, Some(json!({"name": "first post"})));
+        assert_eq!(record.oip.as_ref().unwrap()["creator"]["publicKey"], "pk");
+
+        client
+            .tombstone_record(&peer, &s, &record.keys)
+            .await
+            .unwrap();
+        client
+            .remove_from_type_index(&peer, DEFAULT_REGISTRY_ROOT, "post", &s)
+            .await
+            .unwrap();
+
+        let tombstone = client.read_record(&peer, &s).await.unwrap().unwrap();
+        assert!(tombstone.deleted, "{flavour:?}: {tombstone:?}");
+        assert_eq!(tombstone.data, None);
+        let index = client
+            .read_type_index(&peer, DEFAULT_REGISTRY_ROOT, "post")
+            .await
+            .unwrap();
+        assert!(index.souls.is_empty(), "{flavour:?}: {index:?}");
+
+        // The tombstone is one put of an object: never `"data": null` at the root.
+        let tombstone_put = relay
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/put")
+            .find_map(|r| {
+                let body: Value = serde_json::from_str(&r.body).unwrap();
+                (body["soul"] == s.as_str()).then_some(body)
+            })
+            .expect("tombstone put recorded");
+        assert_eq!(
+            tombstone_put["data"]["data"],
+            Value::Null,
+            "{tombstone_put}"
+        );
+        assert_eq!(tombstone_put["data"]["deleted"], true);
+        assert!(tombstone_put["data"]["deletedAt"].is_i64());
+    }
+}
+
+#[tokio::test]
+async fn missing_indexes_and_records_read_as_empty() {
+    let relay = RelayEmulator::start().await;
+    let client = client();
+    let index = client
+        .read_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "recipe")
+        .await
+        .unwrap();
+    assert!(index.souls.is_empty());
+    let registry = client.read_deletion_registry(&relay.url()).await.unwrap();
+    assert!(registry.dids.is_empty());
+    assert!(
+        client
+            .read_record(&relay.url(), &soul("abc:none"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn deletion_registry_skips_invalid_dids() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let good = Did::parse("did:gun:647f79c2a338:post-1").unwrap();
+        relay.seed_deletion(&good).unwrap();
+        relay
+            .put(
+                "oip:deleted:records:index",
+                json!({"did:gun:bad soul": true, "not-a-did": true, "did:gun:abc:undone": null}),
+            )
+            .unwrap();
+        assert!(
+            relay
+                .node("oip:deleted:records:did:gun:647f79c2a338:post-1")
+                .is_some()
+        );
+
+        let registry = client().read_deletion_registry(&relay.url()).await.unwrap();
+        assert_eq!(registry.dids, vec![good], "{flavour:?}");
+        assert_eq!(registry.rejected.len(), 2, "{registry:?}");
+    }
+}
+
+#[tokio::test]
+async fn type_index_skips_metadata_and_invalid_souls() {
+    let relay = RelayEmulator::start_with(Flavour::PlainGun).await;
+    relay
+        .put(
+            "oip:registry:index:image",
+            json!({
+                "abc:1": {"soul": "abc:1", "nodeId": "n", "timestamp": 1},
+                "oip:something": {"x": 1},
+                "bad soul": {"soul": "bad soul"},
+            }),
+        )
+        .unwrap();
+    let index = client()
+        .read_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "image")
+        .await
+        .unwrap();
+    assert_eq!(index.souls, vec![soul("abc:1")]);
+    assert_eq!(index.rejected, vec!["bad soul"]);
+}
+
+#[tokio::test]
+async fn server_error_is_transient_with_status_and_message() {
+    let relay = RelayEmulator::start().await;
+    relay.fail(FaultRule::status("/get", 500).times(1));
+    let err = client()
+        .get(&relay.url(), &soul("oip:registry:index:post"))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient());
+    assert_eq!(err.http_status(), Some(500));
+    assert_eq!(
+        err.to_string(),
+        "get oip:registry:index:post: relay answered 500: injected fault"
+    );
+}
+
+#[tokio::test]
+async fn not_found_on_a_put_is_permanent() {
+    let relay = RelayEmulator::start().await;
+    relay.fail(FaultRule::status("/put", 404));
+    let err = client()
+        .put(&relay.url(), &soul("abc:1"), map(json!({"a": 1})))
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert_eq!(err.http_status(), Some(404));
+}
+
+#[tokio::test]
+async fn unknown_endpoint_is_an_error_not_an_absent_node() {
+    let relay = RelayEmulator::start().await;
+    let wrong_base = relay.url().join("not-the-relay/").unwrap();
+    let err = client().get(&wrong_base, &soul("abc:1")).await.unwrap_err();
+    assert_eq!(err.http_status(), Some(404), "{err}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn too_many_requests_carries_retry_after() {
+    let relay = RelayEmulator::start().await;
+    relay.fail(FaultRule::status("/get", 429).retry_after(7).times(1));
+    relay.fail(FaultRule::status("/get", 503).retry_after(2).times(1));
+    let client = client();
+    let s = soul("abc:1");
+    for (status, seconds) in [(429, 7), (503, 2)] {
+        let err = client.get(&relay.url(), &s).await.unwrap_err();
+        assert!(err.is_transient());
+        assert_eq!(err.http_status(), Some(status));
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(seconds)));
+    }
+}
+
+#[tokio::test]
+async fn garbage_and_truncated_bodies_are_permanent() {
+    let relay = RelayEmulator::start().await;
+    relay.fail(FaultRule::garbage("/get").times(1));
+    relay.fail(FaultRule::truncated("/get").times(1));
+    let client = client();
+    for _ in 0..2 {
+        let err = client.get(&relay.url(), &soul("abc:1")).await.unwrap_err();
+        assert!(matches!(err, RelayError::Malformed { .. }), "{err}");
+        assert!(!err.is_transient());
+    }
+}
+
+#[tokio::test]
+async fn oversized_body_stops_at_the_cap() {
+    let relay = RelayEmulator::start().await;
+    relay.fail(FaultRule::huge_body("/get", 50 * 1024 * 1024));
+    let client = client_with(RelayOptions {
+        timeout: Duration::from_secs(10),
+        max_response_bytes: 1024 * 1024,
+        ..RelayOptions::default()
+    });
+    let err = client.get(&relay.url(), &soul("abc:1")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RelayError::TooLarge {
+                limit: 1_048_576,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string()
+            .starts_with("get abc:1: response larger than")
+    );
+}
+
+#[tokio::test]
+async fn slow_relays_time_out_as_transient() {
+    let relay = RelayEmulator::start().await;
+    relay.fail(FaultRule::delay("/get", Duration::from_secs(3)).times(1));
+    relay.fail(FaultRule::slow_drip("/get", Duration::from_millis(50)).times(1));
+    let client = client_with(RelayOptions {
+        timeout: Duration::from_millis(300),
+        ..RelayOptions::default()
+    });
+    for _ in 0..2 {
+        let err = client.get(&relay.url(), &soul("abc:1")).await.unwrap_err();
+        assert!(matches!(err, RelayError::Timeout { .. }), "{err}");
+        assert!(err.is_transient());
+        assert_eq!(err.http_status(), None);
+    }
+}
+
+#[tokio::test]
+async fn connection_reset_and_refused_are_transient() {
+    let relay = RelayEmulator::start().await;
+    relay.fail(FaultRule::reset("/get").times(1));
+    let client = client();
+    let err = client.get(&relay.url(), &soul("abc:1")).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+
+    let gone = relay.url();
+    relay.shutdown().await;
+    let err = client.get(&gone, &soul("abc:1")).await.unwrap_err();
+    assert!(matches!(err, RelayError::Transport { .. }), "{err}");
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn in_flight_requests_are_bounded_by_the_semaphore() {
+    let relay = RelayEmulator::start().await;
+    relay.fail(FaultRule::delay("/get", Duration::from_millis(100)));
+    let client = client_with(RelayOptions {
+        timeout: Duration::from_secs(5),
+        concurrency: 2,
+        ..RelayOptions::default()
+    });
+    let peer = relay.url();
+    let souls: Vec<Soul> = (0..8).map(|i| soul(&format!("abc:{i}"))).collect();
+    let gets = souls.iter().map(|s| client.get(&peer, s));
+    for result in futures::future::join_all(gets).await {
+        assert!(result.unwrap().is_none());
+    }
+    assert_eq!(relay.count("GET", "/get"), 8);
+    assert!(
+        relay.log().max_in_flight() <= 2,
+        "{}",
+        relay.log().max_in_flight()
+    );
+}
+
+#[tokio::test]
+async fn sibling_links_are_fetched_concurrently() {
+    let relay = RelayEmulator::start_with(Flavour::PlainGun).await;
+    let s = soul("abc:wide");
+    let children: Map<String, Value> = (0..6).map(|i| (format!("k{i}"), json!({"v": i}))).collect();
+    relay.put(s.as_str(), Value::Object(children)).unwrap();
+    relay.fail(FaultRule::delay("/get", Duration::from_millis(150)));
+    let node = client()
+        .get_resolved(&relay.url(), &s, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(node.fields().len(), 6);
+    assert_eq!(node.get("k3"), Some(&json!({"v": 3})));
+    assert!(relay.log().max_in_flight() >= 2, "links fetched one by one");
+}
+
+#[tokio::test]
+async fn list_pages_records_of_a_publisher() {
+    let relay = RelayEmulator::start().await;
+    for i in 0..5 {
+        relay
+            .seed_record(&format!("aaa:r{i}"), "post", json!({"i": i}), post_oip())
+            .unwrap();
+    }
+    relay
+        .seed_record("bbb:r0", "image", json!({}), post_oip())
+        .unwrap();
+    let client = client();
+    let page = client.list(&relay.url(), "aaa", 2, 1).await.unwrap();
+    let souls: Vec<&str> = page.iter().map(|r| r.soul.as_str()).collect();
+    assert_eq!(souls, vec!["aaa:r1", "aaa:r2"]);
+    assert_eq!(page[0].record_type.as_deref(), Some("post"));
+    assert_eq!(page[0].data["data"], json!({"i": 1}));
+
+    let http = reqwest::Client::new();
+    let missing = http
+        .get(relay.url().join("list").unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 400);
+}

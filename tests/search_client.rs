@@ -1,0 +1,366 @@
+//! `SearchClient` against the strict ES 8 emulator: the DESIGN §4 contract (delete 404 is done,
+//! no client-only query parameters), failure classification, body limits, auth and the
+//! concurrency cap.
+
+use std::time::Duration;
+
+use axum::http::Method;
+use gunsync::emulator::es::EsEmulator;
+use gunsync::emulator::faults::{Fault, FaultRule};
+use gunsync::search::{DeleteOutcome, Refresh, SearchClient, SearchError, SearchOptions};
+use gunsync::secret::Secret;
+use serde_json::{Value, json};
+
+const DID: &str = "did:gun:0123456789ab:post-1";
+/// How the crate puts `DID` in a path: `:` and `/` percent-encoded.
+const DID_PATH: &str = "/records/_doc/did%3Agun%3A0123456789ab%3Apost-1";
+
+fn options(es: &EsEmulator) -> SearchOptions {
+    SearchOptions {
+        url: es.url(),
+        timeout: Duration::from_secs(10),
+        ..SearchOptions::default()
+    }
+}
+
+async fn start() -> (EsEmulator, SearchClient) {
+    let es = EsEmulator::start().await.unwrap();
+    let client = SearchClient::new(options(&es)).unwrap();
+    (es, client)
+}
+
+fn record() -> Value {
+    json!({
+        "data": { "basic": { "name": "a post" } },
+        "oip": { "did": DID, "didTx": DID, "storage": "gun", "recordType": "post" }
+    })
+}
+
+#[tokio::test]
+async fn indexed_document_can_be_read_back() {
+    let (es, client) = start().await;
+    assert_eq!(client.get(DID).await.unwrap(), None);
+    client.index(DID, &record(), Refresh::No).await.unwrap();
+    assert_eq!(client.get(DID).await.unwrap(), Some(record()));
+    assert!(client.exists(DID).await.unwrap());
+    assert_eq!(es.doc("records", DID), Some(record()));
+    assert_eq!(es.count("POST", DID_PATH), 1);
+}
+
+#[tokio::test]
+async fn ids_with_slashes_and_colons_are_one_path_segment() {
+    let (es, client) = start().await;
+    let did = "did:gun:abc/def:1";
+    client.index(did, &record(), Refresh::No).await.unwrap();
+    assert_eq!(es.doc("records", did), Some(record()));
+    assert_eq!(
+        es.requests()[0].path,
+        "/records/_doc/did%3Agun%3Aabc%2Fdef%3A1"
+    );
+}
+
+#[tokio::test]
+async fn delete_of_existing_document_reports_deleted() {
+    let (es, client) = start().await;
+    es.put_doc("records", DID, record());
+    assert_eq!(client.delete(DID).await.unwrap(), DeleteOutcome::Deleted);
+    assert_eq!(es.doc_count("records"), 0);
+    assert!(!client.exists(DID).await.unwrap());
+}
+
+#[tokio::test]
+async fn delete_of_missing_document_counts_as_done() {
+    let (es, client) = start().await;
+    // Missing index: ES answers 404 index_not_found_exception; the document is not there either.
+    assert_eq!(client.delete(DID).await.unwrap(), DeleteOutcome::NotFound);
+    es.put_doc("records", "did:gun:other:1", json!({}));
+    assert_eq!(client.delete(DID).await.unwrap(), DeleteOutcome::NotFound);
+    assert_eq!(es.doc_count("records"), 1);
+}
+
+#[tokio::test]
+async fn strict_emulator_rejects_ignore_param_and_the_client_never_sends_one() {
+    let (es, client) = start().await;
+    let mut url = es.url().join(&DID_PATH[1..]).unwrap();
+    url.set_query(Some("ignore=404"));
+    let rejected = reqwest::Client::new().delete(url).send().await.unwrap();
+    assert_eq!(rejected.status(), 400);
+    let body: Value = rejected.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "illegal_argument_exception");
+    assert_eq!(
+        body["error"]["reason"],
+        format!("request [{DID_PATH}] contains unrecognized parameter: [ignore]")
+    );
+    es.log().clear();
+
+    client.index(DID, &record(), Refresh::No).await.unwrap();
+    client
+        .index(DID, &record(), Refresh::WaitFor)
+        .await
+        .unwrap();
+    client.get(DID).await.unwrap();
+    client.exists(DID).await.unwrap();
+    client.delete(DID).await.unwrap();
+    client.delete(DID).await.unwrap();
+    client.ping().await.unwrap();
+    assert_eq!(client.cluster_health().await.unwrap(), "green");
+
+    let queries: Vec<(String, Option<String>)> = es
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.query))
+        .collect();
+    let expected: Vec<(String, Option<String>)> = vec![
+        ("POST".into(), None),
+        ("POST".into(), Some("refresh=wait_for".into())),
+        ("GET".into(), None),
+        ("HEAD".into(), None),
+        ("DELETE".into(), None),
+        ("DELETE".into(), None),
+        ("HEAD".into(), None),
+        ("GET".into(), None),
+    ];
+    assert_eq!(queries, expected);
+    assert!(
+        es.requests()
+            .iter()
+            .all(|r| r.status < 400 || r.status == 404)
+    );
+}
+
+#[tokio::test]
+async fn server_error_is_transient_with_its_status() {
+    let (es, client) = start().await;
+    es.fail_next(1, 500);
+    let err = client.delete(DID).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(err.http_status(), Some(500));
+    assert_eq!(err.retry_after(), None);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "delete {DID}: elasticsearch answered 500: emulated_failure_exception: injected by the test"
+        )
+    );
+    assert_eq!(client.delete(DID).await.unwrap(), DeleteOutcome::NotFound);
+}
+
+#[tokio::test]
+async fn unavailable_with_retry_after_is_transient_with_that_delay() {
+    let (es, client) = start().await;
+    es.faults()
+        .add(FaultRule::status("/records", 503).retry_after(7).times(1));
+    let err = client.index(DID, &record(), Refresh::No).await.unwrap_err();
+    assert!(err.is_transient());
+    assert_eq!(err.http_status(), Some(503));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+
+    es.faults()
+        .add(FaultRule::status("/records", 429).retry_after(3).times(1));
+    let err = client.get(DID).await.unwrap_err();
+    assert!(err.is_transient());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+}
+
+#[tokio::test]
+async fn bad_request_is_permanent_and_names_the_es_reason() {
+    let (es, client) = start().await;
+    let body = json!({
+        "error": {
+            "root_cause": [{ "type": "illegal_argument_exception", "reason": "mapper [oip.indexedAt] cannot be changed from type [date] to [text]" }],
+            "type": "illegal_argument_exception",
+            "reason": "mapper [oip.indexedAt] cannot be changed from type [date] to [text]"
+        },
+        "status": 400
+    });
+    es.faults().add(
+        FaultRule::status("/", 400)
+            .method(Method::POST)
+            .body(body.to_string()),
+    );
+    let err = client.index(DID, &record(), Refresh::No).await.unwrap_err();
+    assert!(!err.is_transient());
+    assert_eq!(err.http_status(), Some(400));
+    let message = err.to_string();
+    assert!(message.starts_with(&format!("index {DID}: elasticsearch answered 400: ")));
+    assert!(
+        message.contains("illegal_argument_exception: mapper [oip.indexedAt] cannot be changed")
+    );
+}
+
+#[tokio::test]
+async fn garbage_or_truncated_body_on_get_is_permanent() {
+    let (es, client) = start().await;
+    for fault in [Fault::Garbage, Fault::Truncated] {
+        es.faults().add(FaultRule::new("/", fault).times(1));
+        let err = client.get(DID).await.unwrap_err();
+        assert!(matches!(err, SearchError::Malformed { .. }), "{err:?}");
+        assert!(!err.is_transient());
+        assert!(
+            err.to_string()
+                .starts_with(&format!("get {DID}: malformed response"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn connection_reset_is_transient() {
+    let (es, client) = start().await;
+    es.faults().add(FaultRule::reset("/").times(1));
+    let err = client.delete(DID).await.unwrap_err();
+    assert!(matches!(err, SearchError::Transport { .. }), "{err:?}");
+    assert!(err.is_transient());
+    assert_eq!(err.http_status(), None);
+    assert_eq!(client.delete(DID).await.unwrap(), DeleteOutcome::NotFound);
+}
+
+#[tokio::test]
+async fn unreachable_elasticsearch_is_transient() {
+    let es = EsEmulator::start().await.unwrap();
+    let url = es.url();
+    es.shutdown().await;
+    let client = SearchClient::new(SearchOptions {
+        url,
+        ..SearchOptions::default()
+    })
+    .unwrap();
+    let err = client.ping().await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(err.to_string(), "ping: could not connect to elasticsearch");
+}
+
+#[tokio::test]
+async fn timeout_is_transient() {
+    let es = EsEmulator::start().await.unwrap();
+    let client = SearchClient::new(SearchOptions {
+        timeout: Duration::from_millis(200),
+        ..options(&es)
+    })
+    .unwrap();
+    es.faults()
+        .add(FaultRule::delay("/", Duration::from_secs(5)).times(1));
+    let err = client.exists(DID).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("exists {DID}: elasticsearch did not answer within 200ms")
+    );
+
+    // The timeout covers the body too: a body that stalls is cut off.
+    es.faults()
+        .add(FaultRule::slow_drip("/", Duration::from_millis(20)).times(1));
+    let err = client.get(DID).await.unwrap_err();
+    assert!(matches!(err, SearchError::Transport { .. }), "{err:?}");
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn huge_body_is_refused_without_reading_it() {
+    let (es, client) = start().await;
+    // A terabyte: buffering it would hit the 10 s timeout (or memory) long before finishing.
+    es.faults().add(FaultRule::huge_body("/", 1 << 40).times(1));
+    let err = client.get(DID).await.unwrap_err();
+    assert!(matches!(err, SearchError::Oversized { .. }), "{err:?}");
+    assert!(!err.is_transient());
+
+    let small = SearchClient::new(SearchOptions {
+        max_response_bytes: 1024,
+        ..options(&es)
+    })
+    .unwrap();
+    let big_doc = json!({ "pad": "x".repeat(4096) });
+    es.put_doc("records", DID, big_doc.clone());
+    let err = small.get(DID).await.unwrap_err();
+    assert!(matches!(err, SearchError::Oversized { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("exceed the limit of 1024"),
+        "{err}"
+    );
+    assert_eq!(client.get(DID).await.unwrap(), Some(big_doc));
+
+    // An error status with an oversized body keeps its classification, without the body.
+    es.faults()
+        .add(FaultRule::status("/", 502).body("e".repeat(4096)).times(1));
+    let err = small.delete(DID).await.unwrap_err();
+    assert!(err.is_transient());
+    assert!(
+        err.to_string()
+            .contains("(body not read: 4096 bytes exceed"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn basic_auth_is_sent_and_the_password_never_shows_in_debug() {
+    let es = EsEmulator::start()
+        .await
+        .unwrap()
+        .with_auth("elastic", "s3cret-pa55");
+    let anonymous = SearchClient::new(options(&es)).unwrap();
+    let err = anonymous.ping().await.unwrap_err();
+    assert_eq!(err.http_status(), Some(401));
+    assert!(!err.is_transient());
+
+    let options = SearchOptions {
+        username: Some("elastic".into()),
+        password: Some(Secret::from("s3cret-pa55")),
+        ..options(&es)
+    };
+    let client = SearchClient::new(options.clone()).unwrap();
+    client.index(DID, &record(), Refresh::No).await.unwrap();
+    assert_eq!(client.get(DID).await.unwrap(), Some(record()));
+    assert_eq!(client.delete(DID).await.unwrap(), DeleteOutcome::Deleted);
+
+    for debug in [format!("{options:?}"), format!("{client:?}")] {
+        assert!(!debug.contains("s3cret-pa55"), "{debug}");
+        assert!(debug.contains("elastic"), "{debug}");
+    }
+
+    let in_url = SearchClient::new(SearchOptions {
+        url: {
+            let mut url = es.url();
+            url.set_username("elastic").unwrap();
+            url.set_password(Some("s3cret-pa55")).unwrap();
+            url
+        },
+        ..SearchOptions::default()
+    })
+    .unwrap();
+    in_url.ping().await.unwrap();
+    assert!(!format!("{in_url:?}").contains("s3cret-pa55"));
+}
+
+#[tokio::test]
+async fn in_flight_requests_never_exceed_the_concurrency_limit() {
+    let es = EsEmulator::start().await.unwrap();
+    es.faults()
+        .add(FaultRule::delay("/", Duration::from_millis(150)));
+    let run = |concurrency: usize| {
+        let client = SearchClient::new(SearchOptions {
+            concurrency,
+            ..options(&es)
+        })
+        .unwrap();
+        async move {
+            let calls = (0..8).map(|i| {
+                let client = client.clone();
+                async move {
+                    let did = format!("did:gun:abc:{i}");
+                    client.index(&did, &record(), Refresh::No).await
+                }
+            });
+            for result in futures::future::join_all(calls).await {
+                result.unwrap();
+            }
+        }
+    };
+
+    run(2).await;
+    assert_eq!(es.log().max_in_flight(), 2);
+    assert_eq!(es.doc_count("records"), 8);
+
+    // The same load without the limit does overlap, so the measurement above means something.
+    es.log().clear();
+    run(8).await;
+    assert!(es.log().max_in_flight() > 2, "{}", es.log().max_in_flight());
+}
