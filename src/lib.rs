@@ -3,6 +3,12 @@
 //!
 //! Layout (one concern a module):
 //! * `cli`: the `gunsync` subcommands (DESIGN §6).
+//! * `config`: the settings of `run` and `sync` (env names of DESIGN §5–6), validated once.
+//! * `daemon`: `gunsync run` assembled: clients, worker pool, sync loop, HTTP, one shutdown.
+//! * `sync`: sync cycles: read registries and indexes, enqueue jobs (`plan` is pure).
+//! * `jobs`: the `discover` and `delete` handlers and client-error classification.
+//! * `http`: `/healthz`, `/metrics`, `/health/memory`.
+//! * `demo`: `gunsync demo`, the daemon against in-process emulators.
 //! * `ledger`: all SQL and the job state machine; nothing else touches the database.
 //! * `worker`: the pool that leases jobs, runs handlers and records outcomes.
 //! * `domain`: `Soul` and `Did`, checked once at the edge, and the registry souls.
@@ -14,13 +20,19 @@
 //! * `telemetry`: tracing setup.
 //! * `timestamp`: the one time type, stored as ISO-8601 UTC text.
 pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod domain;
 pub mod emulator;
+pub mod http;
+pub mod jobs;
 pub mod ledger;
 pub mod relay;
 pub mod search;
 pub mod secret;
 pub mod shutdown;
+pub mod sync;
 pub mod telemetry;
 pub mod timestamp;
 pub mod worker;
