@@ -496,3 +496,31 @@ async fn list_pages_records_of_a_publisher() {
         .unwrap();
     assert_eq!(missing.status().as_u16(), 400);
 }
+
+#[tokio::test]
+async fn emulator_serves_a_large_type_index() {
+    let relay = RelayEmulator::start().await;
+    let count = 10_000;
+    for i in 0..count {
+        relay
+            .seed_record(
+                &format!("abcdef012345:r{i}"),
+                "post",
+                json!({"i": i}),
+                post_oip(),
+            )
+            .unwrap();
+    }
+    let client = client();
+    let index = client
+        .read_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post")
+        .await
+        .unwrap();
+    assert_eq!(index.souls.len(), count);
+    let record = client
+        .read_record(&relay.url(), &index.souls[count / 2])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!record.deleted);
+}

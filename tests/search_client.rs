@@ -2,9 +2,13 @@
 //! no client-only query parameters), failure classification, body limits, auth and the
 //! concurrency cap.
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::Method;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method};
 use gunsync::emulator::es::EsEmulator;
 use gunsync::emulator::faults::{Fault, FaultRule};
 use gunsync::search::{DeleteOutcome, Refresh, SearchClient, SearchError, SearchOptions};
@@ -363,4 +367,98 @@ async fn in_flight_requests_never_exceed_the_concurrency_limit() {
     es.log().clear();
     run(8).await;
     assert!(es.log().max_in_flight() > 2, "{}", es.log().max_in_flight());
+}
+
+/// A bare ES stand-in that answers every document GET with the request's `Accept-Encoding`, and
+/// records the client port of each request (one port = one connection).
+async fn connection_recorder() -> (url::Url, Arc<Mutex<Vec<u16>>>) {
+    let ports = Arc::new(Mutex::new(Vec::new()));
+    let seen = ports.clone();
+    let router = axum::Router::new().route(
+        "/records/_doc/{id}",
+        axum::routing::get(
+            move |ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap| {
+                seen.lock().unwrap().push(peer.port());
+                async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let encoding = headers
+                        .get("accept-encoding")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    axum::Json(json!({ "found": true, "_source": { "accept_encoding": encoding } }))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    (url, ports)
+}
+
+#[tokio::test]
+async fn connections_are_reused_never_exceed_concurrency_and_ask_for_plain_bodies() {
+    let (url, ports) = connection_recorder().await;
+    let client = SearchClient::new(SearchOptions {
+        url,
+        concurrency: 2,
+        ..SearchOptions::default()
+    })
+    .unwrap();
+    let calls = (0..20).map(|i| {
+        let client = client.clone();
+        async move { client.get(&format!("did:gun:abc:{i}")).await }
+    });
+    for result in futures::future::join_all(calls).await {
+        // Identity encoding: ES must not gzip, so every body has a length the client can check.
+        assert_eq!(
+            result.unwrap(),
+            Some(json!({ "accept_encoding": "identity" }))
+        );
+    }
+    let ports = ports.lock().unwrap();
+    assert_eq!(ports.len(), 20);
+    let connections: HashSet<u16> = ports.iter().copied().collect();
+    assert!(connections.len() <= 2, "{} connections", connections.len());
+}
+
+#[test]
+fn requests_are_counted_by_outcome() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // A thread-local recorder sees the requests of a current-thread runtime on this thread.
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (es, client) = start().await;
+            client.index(DID, &record(), Refresh::No).await.unwrap();
+            client.delete(DID).await.unwrap();
+            client.delete(DID).await.unwrap();
+            es.fail_next(1, 503);
+            client.get(DID).await.unwrap_err();
+            es.faults().add(FaultRule::reset("/").times(1));
+            client.get(DID).await.unwrap_err();
+        });
+    });
+    let text = handle.render();
+    for (outcome, count) in [
+        ("ok", 2),
+        ("not_found", 1),
+        ("server_error", 1),
+        ("transport_error", 1),
+    ] {
+        let line =
+            format!("gunsync_http_requests_total{{system=\"es\",outcome=\"{outcome}\"}} {count}");
+        assert!(text.contains(&line), "missing {line} in\n{text}");
+    }
 }

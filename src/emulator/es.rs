@@ -97,12 +97,20 @@ struct EsState {
 }
 
 /// A running emulator on `127.0.0.1:<free port>`; stops when dropped or on [`shutdown`](Self::shutdown).
-#[derive(Debug)]
 pub struct EsEmulator {
     server: EmulatorServer,
     state: Arc<EsState>,
     faults: Faults,
     log: RequestLog,
+}
+
+impl std::fmt::Debug for EsEmulator {
+    // Not derived: the stored documents may be many.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EsEmulator")
+            .field("url", &self.server.url().as_str())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EsEmulator {

@@ -12,6 +12,10 @@
 //! - A put without a string `soul` is answered `400 {"error":"Invalid JSON"}`.
 //! - GUN's root error ends with a period: `Data at root of graph must be a node (an object).`
 //!
+//! - `/list` answers each record's current node (resolved as a `get` would); the relay answers
+//!   the body of the last put of that soul, from memory, and matches the hash like this emulator
+//!   does: the soul's first `:` segment.
+//!
 //! Not emulated: the relay's 100 ms delay after each put and up to 3 s before a 404 (script them
 //! with [`FaultRule::delay`]), its `index:<publisherHash>` side nodes, and `/media/*`.
 
@@ -360,13 +364,21 @@ fn link_target(map: &Map<String, Value>) -> Option<&str> {
     }
 }
 
-fn reject_arrays(value: &Value, path: &str) -> Result<(), PutRejected> {
+fn reject_arrays(value: &Value, soul: &str) -> Result<(), PutRejected> {
+    match array_path(value) {
+        Some(path) => Err(PutRejected(format!("Invalid data: Array at {soul}{path}"))),
+        None => Ok(()),
+    }
+}
+
+/// `.a.b` for the first array found under `value` ("" when `value` itself is one).
+fn array_path(value: &Value) -> Option<String> {
     match value {
-        Value::Array(_) => Err(PutRejected(format!("Invalid data: Array at {path}"))),
+        Value::Array(_) => Some(String::new()),
         Value::Object(map) => map
             .iter()
-            .try_for_each(|(key, v)| reject_arrays(v, &format!("{path}.{key}"))),
-        _ => Ok(()),
+            .find_map(|(key, v)| array_path(v).map(|rest| format!(".{key}{rest}"))),
+        _ => None,
     }
 }
 

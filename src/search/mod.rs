@@ -375,23 +375,23 @@ impl SearchClient {
                     elapsed_ms,
                     "elasticsearch request"
                 );
-                match answer.status {
+                Some(match answer.status {
                     404 => "not_found",
                     400..=499 => "client_error",
                     500..=599 => "server_error",
                     _ => "ok",
-                }
+                })
             }
             Err(err) => {
                 debug!(op = context.op, did, elapsed_ms, error = %err, "elasticsearch request failed");
-                match err {
-                    SearchError::Transport { .. } => "transport_error",
-                    _ => "client_error",
-                }
+                // An invalid request never left the process: it is not an HTTP request outcome.
+                matches!(err, SearchError::Transport { .. }).then_some("transport_error")
             }
         };
-        metrics::counter!("gunsync_http_requests_total", "system" => "es", "outcome" => outcome)
-            .increment(1);
+        if let Some(outcome) = outcome {
+            metrics::counter!("gunsync_http_requests_total", "system" => "es", "outcome" => outcome)
+                .increment(1);
+        }
         result
     }
 
@@ -595,6 +595,21 @@ mod tests {
             !debug.contains("hunter2") && !debug.contains("hunter3"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn client_errors_and_futures_can_cross_threads() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<SearchClient>();
+        send_sync::<SearchError>();
+        let client = SearchClient::new(SearchOptions::default()).unwrap();
+        let body = Value::Null;
+        send(&client.index("did:gun:a:1", &body, Refresh::No));
+        send(&client.delete("did:gun:a:1"));
+        send(&client.get("did:gun:a:1"));
+        send(&client.exists("did:gun:a:1"));
+        send(&client.cluster_health());
     }
 
     #[test]
