@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, join_all};
+use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use tracing::debug;
 use url::Url;
 
 use super::{JobContext, boxed, during, job_did};
-use crate::domain::{Did, deletion_entry_soul};
+use crate::domain::Did;
 use crate::ledger::JobKind;
 use crate::relay::{RecordNode, RelayError};
 use crate::search::Refresh;
@@ -53,18 +53,19 @@ async fn discover(ctx: &JobContext, run: &JobRun) -> Result<(), JobError> {
         return Ok(());
     }
     let peers = ctx.peers_for(&run.job.payload);
-    let (deleted, record) = tokio::join!(
-        in_deletion_registry(ctx, &did, &peers),
-        read_from_peers(ctx, &did, &peers)
-    );
-    if deleted {
-        debug!("in the deletion registry, not indexed");
-        return Ok(());
-    }
-    let Some(record) = record.map_err(|e| during(&what, e))? else {
+    let Some((peer, record)) = read_from_peers(ctx, &did, &peers)
+        .await
+        .map_err(|e| during(&what, e))?
+    else {
         debug!("absent on every peer, nothing to index");
         return Ok(());
     };
+    // The cycle enqueued deletes before discovers, but a deletion may have been registered
+    // since: ask the registry of the relay the record came from.
+    if ctx.deletions.lists(&ctx.relay, &peer, &did).await {
+        debug!(peer = %peer, "in the deletion registry, not indexed");
+        return Ok(());
+    }
     if record.deleted {
         debug!("tombstoned, nothing to index");
         return Ok(());
@@ -83,38 +84,21 @@ async fn discover(ctx: &JobContext, run: &JobRun) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Whether any peer holds the deletion entry `oip:deleted:records:<did>`. A peer that cannot be
-/// asked does not count: the sync cycle and the ledger's delete jobs are the main guard, and one
-/// dead peer must not stop discovery everywhere.
-async fn in_deletion_registry(ctx: &JobContext, did: &Did, peers: &[Url]) -> bool {
-    let Ok(entry) = deletion_entry_soul(did) else {
-        return false;
-    };
-    let answers = join_all(peers.iter().map(|peer| ctx.relay.get(peer, &entry))).await;
-    answers.into_iter().any(|answer| match answer {
-        Ok(Some(node)) => node.fields().values().any(|v| !v.is_null()),
-        Ok(None) => false,
-        Err(e) => {
-            debug!(error = %e, "deletion entry check failed on a peer");
-            false
-        }
-    })
-}
-
-/// The record from the first peer that holds a live copy. A tombstone on any peer asked wins
-/// over absence; an error is returned only when no peer answered with the record.
+/// The record, and the peer it came from, from the first peer that holds a live copy. A
+/// tombstone on any peer asked wins over absence; an error is returned only when no peer
+/// answered with the record.
 async fn read_from_peers(
     ctx: &JobContext,
     did: &Did,
     peers: &[Url],
-) -> Result<Option<RecordNode>, RelayError> {
+) -> Result<Option<(Url, RecordNode)>, RelayError> {
     let soul = did.soul();
     let mut tombstone = None;
     let mut first_error = None;
     for peer in peers {
         match ctx.relay.read_record(peer, &soul).await {
-            Ok(Some(record)) if !record.deleted => return Ok(Some(record)),
-            Ok(Some(record)) => tombstone = Some(record),
+            Ok(Some(record)) if !record.deleted => return Ok(Some((peer.clone(), record))),
+            Ok(Some(record)) => tombstone = Some((peer.clone(), record)),
             Ok(None) => {}
             Err(e) => {
                 debug!(peer = %peer, error = %e, "reading the record failed");

@@ -4,6 +4,7 @@
 //! through the ledger's read methods.
 
 mod delete;
+mod deletions;
 mod discover;
 
 use std::fmt::Display;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use url::Url;
 
 pub use delete::DeleteHandler;
+pub use deletions::DeletionSnapshots;
 pub use discover::{DiscoverHandler, Invalid, to_document, validate};
 
 use crate::config::Settings;
@@ -35,6 +37,8 @@ pub struct JobContext {
     pub registry_root: String,
     /// `GUN_SYNC_PRIVATE_RECORDS`: index encrypted records too.
     pub private_records: bool,
+    /// What the relays' deletion registries list, re-read every few seconds.
+    pub deletions: Arc<DeletionSnapshots>,
 }
 
 impl JobContext {
@@ -51,6 +55,7 @@ impl JobContext {
             peers: settings.peers.clone(),
             registry_root: settings.registry_root.clone(),
             private_records: settings.private_records,
+            deletions: Arc::default(),
         }
     }
 
