@@ -6,3 +6,4 @@ mod delete;
 mod discover;
 mod support;
 mod sync;
+mod sync_real_gun;

@@ -62,3 +62,32 @@ async fn one_cycle_over_ten_thousand_records_enqueues_them_all_in_batches() {
     // Bounded by minutes, not seconds: a sanity bound, not a speed assertion.
     assert!(elapsed < Duration::from_secs(120));
 }
+
+/// The closing note's number: `cargo test --release --test e2e -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, not a check; run with --release --ignored --nocapture"]
+async fn measure_one_cycle_and_drain_over_ten_thousand_records() {
+    let mut app = TestApp::start().await;
+    app.es.log().set_body_limit(0);
+    app.relay.log().set_body_limit(0);
+    let types = ["post", "image", "video", "audio"];
+    for i in 0..10_000 {
+        let t = types[i % types.len()];
+        app.seed_record(&format!("{t}-{i:05}"), t);
+    }
+    app.set("GUNSYNC_RECORD_TYPES", types.join(","))
+        .set("GUNSYNC_WORKERS", 16)
+        .set("GUNSYNC_ES_CONCURRENCY", 8);
+    let started = Instant::now();
+    app.cli_ok(&["sync", "--once"]).await;
+    let cycle = started.elapsed();
+    let started = Instant::now();
+    app.cli_ok(&["sync", "--once", "--wait"]).await;
+    let drain = started.elapsed();
+    assert_eq!(app.es.doc_count("records"), 10_000);
+    eprintln!(
+        "10000 records: cycle (enqueue) {cycle:?} = {:.0} records/s; discover to ES {drain:?} = {:.0} records/s",
+        10_000.0 / cycle.as_secs_f64(),
+        10_000.0 / drain.as_secs_f64()
+    );
+}
