@@ -1,11 +1,85 @@
-//! `gunsync demo` (not written yet).
+//! `gunsync demo`: run the daemon against in-process emulators of a GUN relay and Elasticsearch
+//! (no network needed), then print what happened and how to inspect the ledger.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use super::GlobalArgs;
+use crate::demo::{self, DemoOptions, describe_states};
 
-/// (not written yet)
+/// Run the daemon for a few seconds against local emulators and show the ledger it leaves
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Ledger file of the demo (recreated each run)
+    #[arg(long, default_value = "./data/gunsync-demo.db")]
+    pub demo_database: PathBuf,
+    /// Longest run in seconds (it stops earlier once every job is finished)
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub async fn execute(_args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
-    anyhow::bail!("gunsync demo is not implemented yet")
+pub async fn execute(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
+    let options = DemoOptions {
+        database: args.demo_database.clone(),
+        max_run: Duration::from_secs(args.seconds.max(2)),
+        min_run: Duration::from_secs(8).min(Duration::from_secs(args.seconds.max(2))),
+        verbose: !args.json,
+    };
+    if !args.json {
+        println!(
+            "gunsync demo: a GUN relay emulator with {} records in 6 type indexes and 7 deletions,\n\
+             a strict Elasticsearch emulator whose DELETE fails (500) for 4 of them: 3 recover after\n\
+             3 failures, 1 never does. Backoff 250 ms doubling to 2 s, 5 attempts, a cycle every 2 s.\n",
+            6 * 8 + 2
+        );
+    }
+    let summary = demo::run(options).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    let db = summary.database.display();
+    println!(
+        "\nafter {:.1} s: {} sync cycles, {} documents in Elasticsearch",
+        summary.elapsed_ms as f64 / 1000.0,
+        summary.cycles,
+        summary.es_documents
+    );
+    for (kind, states) in &summary.states {
+        println!("  {kind:<9} jobs: {}", describe_states(states));
+    }
+    println!(
+        "\nfailing deletions (ES DELETE requests sent; no cycle re-sends a delete that is retrying):"
+    );
+    for f in &summary.failing_deletions {
+        let scripted = match f.failures {
+            Some(n) => format!("fails {n}x then recovers"),
+            None => "fails forever".into(),
+        };
+        println!(
+            "  {}  [{scripted}]  {} DELETE requests, {} attempts -> {}{}",
+            f.did,
+            f.delete_requests,
+            f.attempts,
+            f.state,
+            f.last_error
+                .as_deref()
+                .filter(|_| f.state == "dead")
+                .map(|e| format!("\n      last_error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "\ninspect the ledger:\n  \
+         cargo run --release -- --database {db} jobs --state dead\n  \
+         cargo run --release -- --database {db} stats\n  \
+         sqlite3 {db} 'select * from job_summary'\n  \
+         sqlite3 {db} 'select * from recent_failures limit 10'\n\
+         retry the dead ones:\n  \
+         cargo run --release -- --database {db} requeue --state dead"
+    );
+    Ok(())
 }

@@ -13,6 +13,7 @@ mod cycles;
 mod enqueue;
 mod finish;
 pub mod lease;
+mod lookup;
 pub mod model;
 pub mod query;
 mod reclaim;

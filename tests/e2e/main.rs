@@ -1,10 +1,17 @@
-//! Black-box tests: each runs the real `gunsync` binary on a temporary ledger and checks what an
+//! Black-box tests: each runs the real `gunsync` binary on a temporary ledger, against in-process
+//! emulators of a GUN relay and a strict Elasticsearch 8 where it needs them, and checks what an
 //! operator (or a script) sees: output, JSON shapes, exit statuses, and the ledger afterwards.
 //! One test binary, one file per feature (zero2prod). `TEST_LOG=1` shows the binary's logs.
 
 mod bad_input;
 mod beside_daemon;
 mod cli;
+mod daemon;
+mod delete;
+mod discover;
 mod helpers;
 mod readme_sql;
 mod requeue;
+mod support;
+mod sync;
+mod sync_real_gun;

@@ -1,0 +1,243 @@
+//! The job handlers (`discover`, `delete`) and what they share: [`JobContext`] (one relay client,
+//! one search client, the configured peers) and the mapping of client errors to [`JobError`]
+//! (transient or permanent is decided by the clients, once). Handlers never touch SQL except
+//! through the ledger's read methods.
+
+mod delete;
+mod deletions;
+mod discover;
+
+use std::fmt::Display;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use url::Url;
+
+pub use delete::DeleteHandler;
+pub use deletions::DeletionSnapshots;
+pub use discover::{DiscoverHandler, Invalid, to_document, validate};
+
+use crate::config::Settings;
+use crate::domain::Did;
+use crate::ledger::{JobKind, Ledger};
+use crate::relay::{RelayClient, RelayError};
+use crate::search::{SearchClient, SearchError};
+use crate::worker::{JobError, JobRun, Registry};
+
+/// What handlers share: built once per process, cloned by `Arc`.
+#[derive(Clone, Debug)]
+pub struct JobContext {
+    pub ledger: Ledger,
+    pub relay: RelayClient,
+    pub search: SearchClient,
+    /// Every configured relay (`GUN_PEERS`).
+    pub peers: Vec<Url>,
+    /// `GUN_REGISTRY_ROOT`.
+    pub registry_root: String,
+    /// `GUN_SYNC_PRIVATE_RECORDS`: index encrypted records too.
+    pub private_records: bool,
+    /// What the relays' deletion registries list, re-read every few seconds.
+    pub deletions: Arc<DeletionSnapshots>,
+}
+
+impl JobContext {
+    pub fn new(
+        settings: &Settings,
+        ledger: Ledger,
+        relay: RelayClient,
+        search: SearchClient,
+    ) -> Self {
+        JobContext {
+            ledger,
+            relay,
+            search,
+            peers: settings.peers.clone(),
+            registry_root: settings.registry_root.clone(),
+            private_records: settings.private_records,
+            deletions: Arc::default(),
+        }
+    }
+
+    /// The configured peers, the payload's `peer` hint first when it is one of them. A hint that
+    /// names no configured peer is ignored: jobs only ever talk to configured relays.
+    pub fn peers_for(&self, payload: &Value) -> Vec<Url> {
+        order_peers(&self.peers, payload)
+    }
+}
+
+fn order_peers(peers: &[Url], payload: &Value) -> Vec<Url> {
+    let hint = payload.get("peer").and_then(Value::as_str);
+    let mut peers = peers.to_vec();
+    if let Some(pos) = hint.and_then(|h| peers.iter().position(|p| same_peer(p, h))) {
+        let hinted = peers.remove(pos);
+        peers.insert(0, hinted);
+    }
+    peers
+}
+
+fn same_peer(peer: &Url, hint: &str) -> bool {
+    Url::parse(hint).is_ok_and(|h| h == *peer)
+}
+
+/// The worker registry with both handlers.
+pub fn registry(ctx: Arc<JobContext>) -> Registry {
+    Registry::new()
+        .register(JobKind::Discover, DiscoverHandler::new(ctx.clone()))
+        .register(JobKind::Delete, DeleteHandler::new(ctx))
+}
+
+/// The job's key as a DID; a key that is not one can never succeed.
+fn job_did(run: &JobRun) -> Result<Did, JobError> {
+    Did::parse(&run.job.key).map_err(|e| JobError::permanent(format!("job key: {e}")))
+}
+
+impl From<RelayError> for JobError {
+    fn from(err: RelayError) -> Self {
+        let reason = err.to_string();
+        if err.is_transient() {
+            JobError::Transient {
+                reason,
+                retry_after: err.retry_after(),
+                http_status: err.http_status(),
+            }
+        } else {
+            JobError::Permanent {
+                reason,
+                http_status: err.http_status(),
+            }
+        }
+    }
+}
+
+impl From<SearchError> for JobError {
+    fn from(err: SearchError) -> Self {
+        let reason = err.to_string();
+        if err.is_transient() {
+            JobError::Transient {
+                reason,
+                retry_after: err.retry_after(),
+                http_status: err.http_status(),
+            }
+        } else {
+            JobError::Permanent {
+                reason,
+                http_status: err.http_status(),
+            }
+        }
+    }
+}
+
+/// `err` as a [`JobError`] whose reason starts with `what` (the operation and the DID), so
+/// `last_error` reads `"delete did:gun:…: delete did:gun:…: elasticsearch answered 500: …"`
+/// only where the client did not already say it.
+fn during(what: impl Display, err: impl Into<JobError>) -> JobError {
+    let what = what.to_string();
+    let prefix = |reason: String| {
+        if reason.contains(&what) {
+            reason
+        } else {
+            format!("{what}: {reason}")
+        }
+    };
+    match err.into() {
+        JobError::Transient {
+            reason,
+            retry_after,
+            http_status,
+        } => JobError::Transient {
+            reason: prefix(reason),
+            retry_after,
+            http_status,
+        },
+        JobError::Permanent {
+            reason,
+            http_status,
+        } => JobError::Permanent {
+            reason: prefix(reason),
+            http_status,
+        },
+    }
+}
+
+/// A handler as the worker wants it: a boxed future per run.
+fn boxed<'a, F>(future: F) -> BoxFuture<'a, Result<(), JobError>>
+where
+    F: std::future::Future<Output = Result<(), JobError>> + Send + 'a,
+{
+    Box::pin(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::Operation;
+
+    #[test]
+    fn relay_errors_keep_their_class_status_and_retry_after() {
+        let status = |status, retry_after| RelayError::Status {
+            op: Operation::Get,
+            target: "a:1".into(),
+            status,
+            message: "boom".into(),
+            retry_after,
+        };
+        let table = [
+            (status(500, None), true, Some(500), None),
+            (
+                status(503, Some(std::time::Duration::from_secs(7))),
+                true,
+                Some(503),
+                Some(std::time::Duration::from_secs(7)),
+            ),
+            (status(400, None), false, Some(400), None),
+        ];
+        for (err, transient, http, retry) in table {
+            let job = JobError::from(err);
+            assert_eq!(matches!(job, JobError::Transient { .. }), transient);
+            assert_eq!(job.http_status(), http);
+            if let JobError::Transient { retry_after, .. } = job {
+                assert_eq!(retry_after, retry);
+            }
+        }
+    }
+
+    #[test]
+    fn during_prefixes_the_operation_once() {
+        let err = during(
+            "delete did:gun:a:1",
+            JobError::transient("put a:1: relay answered 500"),
+        );
+        assert_eq!(
+            err.to_string(),
+            "delete did:gun:a:1: put a:1: relay answered 500"
+        );
+        let err = during(
+            "delete did:gun:a:1",
+            JobError::transient("delete did:gun:a:1: es 500"),
+        );
+        assert_eq!(err.to_string(), "delete did:gun:a:1: es 500");
+    }
+
+    #[test]
+    fn the_payload_peer_hint_goes_first_only_when_configured() {
+        let peers: Vec<Url> = ["http://a:1/", "http://b:2/"]
+            .iter()
+            .map(|p| Url::parse(p).unwrap())
+            .collect();
+        let order = |hint: Value| {
+            order_peers(&peers, &hint)
+                .iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            order(serde_json::json!({"peer": "http://b:2"})),
+            ["http://b:2/", "http://a:1/"]
+        );
+        assert_eq!(
+            order(serde_json::json!({"peer": "http://evil:3"})),
+            ["http://a:1/", "http://b:2/"]
+        );
+    }
+}
