@@ -146,9 +146,7 @@ impl Ledger {
                 Synchronous::Normal => SqliteSynchronous::Normal,
             })
             .foreign_keys(true)
-            .pragma("temp_store", "memory")
-            // 64 MiB of page cache per connection: the hot indexes of a large ledger stay in memory.
-            .pragma("cache_size", "-65536");
+            .pragma("temp_store", "memory");
         let display = path.display().to_string();
 
         let writer = SqlitePoolOptions::new()
@@ -158,7 +156,10 @@ impl Ledger {
             .connect_with(
                 base.clone()
                     .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal),
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // The writer touches every index on each transition: 16 MiB of page cache
+                    // (readers keep SQLite's 2 MiB) bounds memory and keeps hot pages in it.
+                    .pragma("cache_size", "-16384"),
             )
             .await
             .map_err(|e| classify_open_error(&display, e))?;
