@@ -364,7 +364,8 @@ pub struct RecordedRequest {
     pub query: Option<String>,
     /// The body as lossy UTF-8, capped at [`RECORDED_BODY_LIMIT`] bytes (or the configured limit).
     pub body: String,
-    /// The status sent; `0` when the connection was dropped without one ([`Fault::Reset`]).
+    /// The status sent; `0` when the connection was dropped without one ([`Fault::Reset`]),
+    /// [`CLIENT_CLOSED_REQUEST`] when the client went away before the answer was ready.
     pub status: u16,
 }
 
@@ -485,6 +486,18 @@ async fn record_request(State(log): State<RequestLog>, request: Request, next: N
     };
     let limit = log.inner.body_limit.load(Ordering::Relaxed);
     let recorded = String::from_utf8_lossy(&bytes[..bytes.len().min(limit)]).into_owned();
+    // Recorded even if the client gives up first (a timeout during a `Delay`): hyper then drops
+    // this future, and the guard records the request with `CLIENT_CLOSED_REQUEST`.
+    let mut pending = PendingRecord {
+        log: &log,
+        request: Some(RecordedRequest {
+            method,
+            path,
+            query,
+            body: recorded,
+            status: CLIENT_CLOSED_REQUEST,
+        }),
+    };
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
@@ -493,14 +506,36 @@ async fn record_request(State(log): State<RequestLog>, request: Request, next: N
     } else {
         response.status().as_u16()
     };
-    log.push(RecordedRequest {
-        method,
-        path,
-        query,
-        body: recorded,
-        status,
-    });
+    pending.finish(status);
     response
+}
+
+/// The status recorded for a request whose client went away before the response was ready
+/// (nginx's 499); nothing was sent.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// A request being handled, recorded exactly once: with its status when the response is ready,
+/// or with [`CLIENT_CLOSED_REQUEST`] when dropped before.
+struct PendingRecord<'a> {
+    log: &'a RequestLog,
+    request: Option<RecordedRequest>,
+}
+
+impl PendingRecord<'_> {
+    fn finish(&mut self, status: u16) {
+        if let Some(mut request) = self.request.take() {
+            request.status = status;
+            self.log.push(request);
+        }
+    }
+}
+
+impl Drop for PendingRecord<'_> {
+    fn drop(&mut self) {
+        if let Some(request) = self.request.take() {
+            self.log.push(request);
+        }
+    }
 }
 
 /// Wrap `router` with fault injection inside request recording, so faulted requests are logged too.
@@ -782,6 +817,30 @@ mod tests {
         }
         assert_eq!(log.max_in_flight(), 3);
         assert_eq!(log.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_the_client_abandons_is_still_recorded() {
+        let (server, faults, log) = echo_server().await;
+        faults.add(FaultRule::delay("/", Duration::from_secs(30)));
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let err = impatient
+            .get(server.url().join("slow").unwrap())
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while log.all().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let all = log.all();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].path, "/slow");
+        assert_eq!(all[0].status, CLIENT_CLOSED_REQUEST);
     }
 
     #[tokio::test]
