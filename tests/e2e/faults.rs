@@ -664,8 +664,11 @@ async fn a_peer_down_for_a_whole_cycle_is_recorded_and_holds_back_no_other() {
         .assert_dead(JobKind::Delete, "gone-1", MAX_ATTEMPTS)
         .await;
     assert!(
-        error.contains(down.url().as_str().trim_end_matches('/'))
-            && error.contains("relay unreachable"),
+        error.contains(&format!(
+            "peer {}: get {}: relay unreachable",
+            down.url().as_str().trim_end_matches('/'),
+            soul_of("gone-1")
+        )),
         "names the peer and the cause: {error}"
     );
     let node = run.app.relay.node(&soul_of("gone-1")).unwrap();
