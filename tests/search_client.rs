@@ -230,7 +230,10 @@ async fn unreachable_elasticsearch_is_transient() {
     .unwrap();
     let err = client.ping().await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
-    assert_eq!(err.to_string(), "ping: could not connect to elasticsearch");
+    assert_eq!(
+        err.to_string(),
+        "ping: could not connect to elasticsearch: Connection refused (os error 111)"
+    );
 }
 
 #[tokio::test]

@@ -423,11 +423,17 @@ impl SearchClient {
                     humantime::format_duration(self.inner.timeout)
                 )
             }
-            Some(http) if http.is_connect() => "could not connect to elasticsearch".to_owned(),
-            Some(http) if http.is_body() || http.is_decode() => {
-                "elasticsearch response body interrupted".to_owned()
+            // The cause tells a refused connection from a reset one.
+            Some(http) if http.is_connect() => {
+                format!("could not connect to elasticsearch: {}", root_cause(http))
             }
-            Some(_) => "elasticsearch connection failed".to_owned(),
+            Some(http) if http.is_body() || http.is_decode() => {
+                format!(
+                    "elasticsearch response body interrupted: {}",
+                    root_cause(http)
+                )
+            }
+            Some(http) => format!("elasticsearch connection failed: {}", root_cause(http)),
         };
         SearchError::Transport {
             context: context.clone(),
@@ -435,6 +441,16 @@ impl SearchClient {
             source: err,
         }
     }
+}
+
+/// The innermost cause of `err`: reqwest's own message ("error sending request for url (…)")
+/// does not say whether the connection was refused or reset; its last source does.
+fn root_cause(err: &reqwest::Error) -> String {
+    let mut cause: &(dyn std::error::Error + 'static) = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// A response that arrived, with its body read (or refused).
