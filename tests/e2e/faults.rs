@@ -360,7 +360,10 @@ async fn an_elasticsearch_write_that_outlasts_the_timeout_is_retried_on_schedule
 #[tokio::test(flavor = "multi_thread")]
 async fn an_elasticsearch_500_on_delete_is_retried_on_schedule_then_parked_dead_naming_the_status()
 {
-    let app = app_with(&["del-dead", "del-flaky", "del-ok"]).await;
+    let mut app = app_with(&["del-dead", "del-flaky", "del-ok"]).await;
+    // A cycle every 100 ms: what the old service got wrong was re-sending failed deletions
+    // every cycle, forever.
+    app.set("GUN_SYNC_INTERVAL", 100);
     for local in ["del-dead", "del-flaky", "del-ok"] {
         app.relay.seed_deletion(&did(local)).unwrap();
     }
@@ -398,6 +401,13 @@ async fn an_elasticsearch_500_on_delete_is_retried_on_schedule_then_parked_dead_
         let node = run.app.relay.node(&soul_of(local)).unwrap();
         assert_eq!(node["deleted"], true, "{local} tombstoned: {node}");
     }
+    // Many more cycles, and not one more request for a finished delete.
+    let since = run.ledger.recent_cycles(1).await.unwrap()[0].id;
+    eventually(Duration::from_secs(20), || async {
+        let last = run.ledger.recent_cycles(1).await.ok()?.first()?.id;
+        (last >= since + 10).then_some(())
+    })
+    .await;
     let deletes = |local| run.app.es.count("DELETE", &on_doc(local));
     assert_eq!(deletes("del-dead"), MAX_ATTEMPTS as usize);
     assert_eq!(deletes("del-flaky"), 3);
@@ -485,15 +495,17 @@ async fn connection_resets_are_retried_and_a_reset_that_stops_ends_done() {
         .assert_dead(JobKind::Discover, "dead-1", MAX_ATTEMPTS)
         .await;
     assert!(
-        error.contains(&format!("get {}: relay unreachable", soul_of("dead-1"))),
+        error.contains(&format!(
+            "get {}: relay unreachable: connection closed before message completed",
+            soul_of("dead-1")
+        )),
         "{error}"
     );
     let history = run.assert_done("flaky-es", 3).await;
     assert!(
-        history[0]
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("elasticsearch")),
+        history[0].error.as_deref().is_some_and(|e| e.contains(
+            "elasticsearch connection failed: connection closed before message completed"
+        )),
         "{history:#?}"
     );
     run.assert_done("flaky-relay", 3).await;
