@@ -591,6 +591,7 @@ async fn a_50_mb_body_is_refused_at_the_size_cap_without_being_buffered() {
     assert_eq!(relay_gets(&run.app.relay, &soul_of("huge-relay")), 1);
     assert_eq!(es_doc_requests(&run.app, "huge-es"), 1);
     let peak = run.rss.peak_mb();
+    eprintln!("peak RSS while refusing two 50 MB bodies: {peak} MB");
     assert!(peak > 0, "RSS was sampled");
     assert!(peak < 200, "peak RSS {peak} MB while refusing 50 MB bodies");
     run.assert_healthy_indexed().await;
