@@ -42,6 +42,8 @@ pub const DEFAULT_RECORD_TYPES: &str = "post,image,video,audio,text,recipe,worko
 pub const DEFAULT_ES_INDEX: &str = "records";
 /// Elasticsearch requests in flight at once (`GUNSYNC_ES_CONCURRENCY`).
 pub const DEFAULT_ES_CONCURRENCY: &str = "8";
+/// Elasticsearch request timeout in milliseconds, body included (`GUNSYNC_ES_TIMEOUT_MS`).
+pub const DEFAULT_ES_TIMEOUT_MS: &str = "30000";
 /// Address of `/healthz`, `/metrics`, `/health/memory` (`GUNSYNC_LISTEN`); loopback by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 /// How long running jobs get to finish after SIGTERM before they are released: under Docker's
@@ -101,6 +103,9 @@ pub struct Settings {
     /// Elasticsearch requests in flight at once
     #[arg(long = "es-concurrency", env = "GUNSYNC_ES_CONCURRENCY", default_value = DEFAULT_ES_CONCURRENCY)]
     pub es_concurrency: usize,
+    /// Elasticsearch request timeout in milliseconds (body included)
+    #[arg(long = "es-timeout-ms", env = "GUNSYNC_ES_TIMEOUT_MS", default_value = DEFAULT_ES_TIMEOUT_MS, value_parser = parse_millis)]
+    pub es_timeout: Duration,
 
     /// Concurrent jobs
     #[arg(long, env = "GUNSYNC_WORKERS", default_value = DEFAULT_WORKERS)]
@@ -149,6 +154,7 @@ impl Settings {
             es_password: None,
             es_index: DEFAULT_ES_INDEX.into(),
             es_concurrency: 8,
+            es_timeout: Duration::from_secs(5),
             workers: 4,
             max_attempts: 12,
             backoff_base: Duration::from_millis(50),
@@ -184,6 +190,9 @@ impl Settings {
         }
         if self.registry_timeout.is_zero() {
             return bad("GUN_REGISTRY_TIMEOUT_MS", "must be at least 1");
+        }
+        if self.es_timeout.is_zero() {
+            return bad("GUNSYNC_ES_TIMEOUT_MS", "must be at least 1");
         }
         if self.workers == 0 {
             return bad("GUNSYNC_WORKERS", "must be at least 1");
@@ -275,6 +284,7 @@ impl Settings {
             password: self.es_password.clone(),
             index: self.es_index.clone(),
             concurrency: self.es_concurrency,
+            timeout: self.es_timeout,
             ..SearchOptions::default()
         }
     }
@@ -386,6 +396,7 @@ mod tests {
             (&["--es-index", "Records"], "GUNSYNC_ES_INDEX"),
             (&["--record-types", "bad type"], "GUNSYNC_RECORD_TYPES"),
             (&["--registry-timeout-ms", "0"], "GUN_REGISTRY_TIMEOUT_MS"),
+            (&["--es-timeout-ms", "0"], "GUNSYNC_ES_TIMEOUT_MS"),
         ];
         for (args, name) in table {
             let cli = parse(args).unwrap();

@@ -208,6 +208,41 @@ async fn garbage_or_truncated_body_on_get_is_permanent() {
 }
 
 #[tokio::test]
+async fn a_write_success_without_an_elasticsearch_answer_is_not_believed() {
+    let (es, client) = start().await;
+    let body = json!({"data": {}, "oip": {}});
+    for fault in [
+        Fault::Garbage,
+        Fault::Truncated,
+        Fault::HugeBody(1024),
+        Fault::Status {
+            status: 200,
+            body: r#"{"ok":true}"#.into(),
+            retry_after: None,
+        },
+    ] {
+        es.faults().add(FaultRule::new("/", fault.clone()).times(2));
+        let err = client.index(DID, &body, Refresh::No).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SearchError::Malformed { .. } | SearchError::Oversized { .. }
+            ),
+            "{fault:?}: {err:?}"
+        );
+        assert!(!err.is_transient());
+        assert!(err.to_string().starts_with(&format!("index {DID}: ")));
+        let err = client.delete(DID).await.unwrap_err();
+        assert!(!err.is_transient(), "{fault:?}: {err:?}");
+        assert!(err.to_string().starts_with(&format!("delete {DID}: ")));
+    }
+    // Nothing was stored: a job that took these for success would have lost the write.
+    assert_eq!(es.doc_count("records"), 0);
+    client.index(DID, &body, Refresh::No).await.unwrap();
+    assert_eq!(client.delete(DID).await.unwrap(), DeleteOutcome::Deleted);
+}
+
+#[tokio::test]
 async fn connection_reset_is_transient() {
     let (es, client) = start().await;
     es.faults().add(FaultRule::reset("/").times(1));
@@ -230,7 +265,10 @@ async fn unreachable_elasticsearch_is_transient() {
     .unwrap();
     let err = client.ping().await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
-    assert_eq!(err.to_string(), "ping: could not connect to elasticsearch");
+    assert_eq!(
+        err.to_string(),
+        "ping: could not connect to elasticsearch: Connection refused (os error 111)"
+    );
 }
 
 #[tokio::test]

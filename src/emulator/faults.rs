@@ -59,6 +59,9 @@ pub struct FaultRule {
     pub method: Option<Method>,
     /// Matches a request whose path starts with this (`""` matches everything).
     pub path_prefix: String,
+    /// When set, the request's query, percent-decoded (`soul=a1b2:post-1`), must contain this:
+    /// the relay names the soul in the query, so this is how one record's requests are faulted.
+    pub query_contains: Option<String>,
     /// How many more requests this rule applies to; `None` = forever.
     pub times: Option<u32>,
     pub fault: Fault,
@@ -70,6 +73,7 @@ impl FaultRule {
         Self {
             method: None,
             path_prefix: path_prefix.into(),
+            query_contains: None,
             times: None,
             fault,
         }
@@ -117,6 +121,12 @@ impl FaultRule {
         self
     }
 
+    /// Apply only to requests whose percent-decoded query contains `text` (e.g. a soul).
+    pub fn query(mut self, text: impl Into<String>) -> Self {
+        self.query_contains = Some(text.into());
+        self
+    }
+
     /// Apply to the next `n` matching requests only.
     pub fn times(mut self, n: u32) -> Self {
         self.times = Some(n);
@@ -139,10 +149,14 @@ impl FaultRule {
         self
     }
 
-    fn matches(&self, method: &Method, path: &str) -> bool {
+    fn matches(&self, method: &Method, path: &str, decoded_query: &str) -> bool {
         self.times != Some(0)
             && self.method.as_ref().is_none_or(|m| m == method)
             && path.starts_with(&self.path_prefix)
+            && self
+                .query_contains
+                .as_deref()
+                .is_none_or(|text| decoded_query.contains(text))
     }
 }
 
@@ -175,8 +189,16 @@ impl Faults {
     /// Take the fault for this request: the first matching rule with a remaining count, whose
     /// count is then decremented (an exhausted rule is removed).
     pub fn take(&self, method: &Method, path: &str) -> Option<Fault> {
+        self.take_for(method, path, None)
+    }
+
+    /// [`take`](Self::take) for a request with this raw (still percent-encoded) query.
+    pub fn take_for(&self, method: &Method, path: &str, query: Option<&str>) -> Option<Fault> {
+        let decoded = query.map(decode_query).unwrap_or_default();
         let mut rules = lock(&self.rules);
-        let index = rules.iter().position(|r| r.matches(method, path))?;
+        let index = rules
+            .iter()
+            .position(|r| r.matches(method, path, &decoded))?;
         let rule = &mut rules[index];
         let fault = rule.fault.clone();
         if let Some(times) = &mut rule.times {
@@ -189,6 +211,14 @@ impl Faults {
     }
 }
 
+/// `a=1&soul=x%3Ay` as `a=1&soul=x:y`.
+fn decode_query(query: &str) -> String {
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Marks a response whose connection will be dropped, so the log records status 0.
 #[derive(Clone, Copy)]
 struct ConnectionReset;
@@ -199,7 +229,8 @@ pub fn layer(router: Router, faults: Faults) -> Router {
 }
 
 async fn apply_faults(State(faults): State<Faults>, request: Request, next: Next) -> Response {
-    let Some(fault) = faults.take(request.method(), request.uri().path()) else {
+    let uri = request.uri();
+    let Some(fault) = faults.take_for(request.method(), uri.path(), uri.query()) else {
         return next.run(request).await;
     };
     match fault {
@@ -333,7 +364,8 @@ pub struct RecordedRequest {
     pub query: Option<String>,
     /// The body as lossy UTF-8, capped at [`RECORDED_BODY_LIMIT`] bytes (or the configured limit).
     pub body: String,
-    /// The status sent; `0` when the connection was dropped without one ([`Fault::Reset`]).
+    /// The status sent; `0` when the connection was dropped without one ([`Fault::Reset`]),
+    /// [`CLIENT_CLOSED_REQUEST`] when the client went away before the answer was ready.
     pub status: u16,
 }
 
@@ -454,6 +486,18 @@ async fn record_request(State(log): State<RequestLog>, request: Request, next: N
     };
     let limit = log.inner.body_limit.load(Ordering::Relaxed);
     let recorded = String::from_utf8_lossy(&bytes[..bytes.len().min(limit)]).into_owned();
+    // Recorded even if the client gives up first (a timeout during a `Delay`): hyper then drops
+    // this future, and the guard records the request with `CLIENT_CLOSED_REQUEST`.
+    let mut pending = PendingRecord {
+        log: &log,
+        request: Some(RecordedRequest {
+            method,
+            path,
+            query,
+            body: recorded,
+            status: CLIENT_CLOSED_REQUEST,
+        }),
+    };
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
@@ -462,14 +506,36 @@ async fn record_request(State(log): State<RequestLog>, request: Request, next: N
     } else {
         response.status().as_u16()
     };
-    log.push(RecordedRequest {
-        method,
-        path,
-        query,
-        body: recorded,
-        status,
-    });
+    pending.finish(status);
     response
+}
+
+/// The status recorded for a request whose client went away before the response was ready
+/// (nginx's 499); nothing was sent.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// A request being handled, recorded exactly once: with its status when the response is ready,
+/// or with [`CLIENT_CLOSED_REQUEST`] when dropped before.
+struct PendingRecord<'a> {
+    log: &'a RequestLog,
+    request: Option<RecordedRequest>,
+}
+
+impl PendingRecord<'_> {
+    fn finish(&mut self, status: u16) {
+        if let Some(mut request) = self.request.take() {
+            request.status = status;
+            self.log.push(request);
+        }
+    }
+}
+
+impl Drop for PendingRecord<'_> {
+    fn drop(&mut self) {
+        if let Some(request) = self.request.take() {
+            self.log.push(request);
+        }
+    }
 }
 
 /// Wrap `router` with fault injection inside request recording, so faulted requests are logged too.
@@ -588,6 +654,22 @@ mod tests {
         assert_eq!(take(Method::DELETE, "/a/2"), Some(500));
         assert_eq!(take(Method::DELETE, "/a/3"), None);
         assert!(faults.rules().is_empty());
+    }
+
+    #[test]
+    fn query_rules_match_the_decoded_query_only() {
+        let faults = Faults::new();
+        faults.add(FaultRule::status("/get", 500).query("soul=a1:bad-1"));
+        let status = |query: Option<&str>| match faults.take_for(&Method::GET, "/get", query) {
+            Some(Fault::Status { status, .. }) => Some(status),
+            Some(other) => panic!("unexpected {other:?}"),
+            None => None,
+        };
+        assert_eq!(status(Some("soul=a1%3Abad-1")), Some(500));
+        assert_eq!(status(Some("soul=a1%3Abad-1%2Fdata")), Some(500));
+        assert_eq!(status(Some("soul=a1%3Agood-1")), None);
+        assert_eq!(status(None), None);
+        assert_eq!(faults.take(&Method::GET, "/get"), None);
     }
 
     #[test]
@@ -735,6 +817,30 @@ mod tests {
         }
         assert_eq!(log.max_in_flight(), 3);
         assert_eq!(log.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_the_client_abandons_is_still_recorded() {
+        let (server, faults, log) = echo_server().await;
+        faults.add(FaultRule::delay("/", Duration::from_secs(30)));
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let err = impatient
+            .get(server.url().join("slow").unwrap())
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while log.all().is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let all = log.all();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].path, "/slow");
+        assert_eq!(all[0].status, CLIENT_CLOSED_REQUEST);
     }
 
     #[tokio::test]

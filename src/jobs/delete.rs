@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use tracing::{debug, warn};
 use url::Url;
 
-use super::{JobContext, boxed, during, job_did};
+use super::{JobContext, boxed, during, job_did, on_peer};
 use crate::domain::Did;
 use crate::search::DeleteOutcome;
 use crate::worker::{JobError, JobHandler, JobRun};
@@ -57,7 +57,7 @@ async fn delete(ctx: &JobContext, run: &JobRun) -> Result<(), JobError> {
     for peer in ctx.peers_for(&run.job.payload) {
         if let Err(e) = tombstone_on(ctx, run, &did, &peer, &mut payload).await {
             warn!(peer = %peer, error = %e, "relay cleanup failed");
-            first_error.get_or_insert(e);
+            first_error.get_or_insert(during(on_peer(&peer), e));
         }
     }
     match first_error {

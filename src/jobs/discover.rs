@@ -9,10 +9,10 @@ use serde_json::{Map, Value, json};
 use tracing::debug;
 use url::Url;
 
-use super::{JobContext, boxed, during, job_did};
+use super::{JobContext, boxed, during, job_did, on_peer};
 use crate::domain::Did;
 use crate::ledger::JobKind;
-use crate::relay::{RecordNode, RelayError};
+use crate::relay::RecordNode;
 use crate::search::Refresh;
 use crate::timestamp::Timestamp;
 use crate::worker::{JobError, JobHandler, JobRun};
@@ -85,13 +85,13 @@ async fn discover(ctx: &JobContext, run: &JobRun) -> Result<(), JobError> {
 }
 
 /// The record, and the peer it came from, from the first peer that holds a live copy. A
-/// tombstone on any peer asked wins over absence; an error is returned only when no peer
-/// answered with the record.
+/// tombstone on any peer asked wins over absence; an error (naming its peer) is returned only
+/// when no peer answered with the record.
 async fn read_from_peers(
     ctx: &JobContext,
     did: &Did,
     peers: &[Url],
-) -> Result<Option<(Url, RecordNode)>, RelayError> {
+) -> Result<Option<(Url, RecordNode)>, JobError> {
     let soul = did.soul();
     let mut tombstone = None;
     let mut first_error = None;
@@ -102,7 +102,7 @@ async fn read_from_peers(
             Ok(None) => {}
             Err(e) => {
                 debug!(peer = %peer, error = %e, "reading the record failed");
-                first_error.get_or_insert(e);
+                first_error.get_or_insert(during(on_peer(peer), e));
             }
         }
     }

@@ -160,6 +160,12 @@ fn during(what: impl Display, err: impl Into<JobError>) -> JobError {
     }
 }
 
+/// How an error names the relay it came from: `peer http://relay:8765` (with several peers,
+/// the relay's own message says what failed but not where).
+fn on_peer(peer: &Url) -> String {
+    format!("peer {}", peer.as_str().trim_end_matches('/'))
+}
+
 /// A handler as the worker wants it: a boxed future per run.
 fn boxed<'a, F>(future: F) -> BoxFuture<'a, Result<(), JobError>>
 where
@@ -217,6 +223,22 @@ mod tests {
             JobError::transient("delete did:gun:a:1: es 500"),
         );
         assert_eq!(err.to_string(), "delete did:gun:a:1: es 500");
+    }
+
+    #[test]
+    fn errors_from_a_peer_name_it_after_the_operation() {
+        let peer = Url::parse("http://relay-b:8765/").unwrap();
+        let err = during(
+            "delete did:gun:a:1",
+            during(
+                on_peer(&peer),
+                JobError::transient("get a:1: relay answered 500"),
+            ),
+        );
+        assert_eq!(
+            err.to_string(),
+            "delete did:gun:a:1: peer http://relay-b:8765: get a:1: relay answered 500"
+        );
     }
 
     #[test]

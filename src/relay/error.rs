@@ -33,7 +33,7 @@ impl fmt::Display for Operation {
 #[non_exhaustive]
 pub enum RelayError {
     /// The request never got a status line: connection refused or reset, DNS, TLS.
-    #[error("{op} {target}: relay unreachable: {source}")]
+    #[error("{op} {target}: relay unreachable: {}", root_cause(source))]
     Transport {
         op: Operation,
         target: String,
@@ -48,7 +48,7 @@ pub enum RelayError {
         timeout: Duration,
     },
     /// The status line arrived but the body was cut off.
-    #[error("{op} {target}: response body interrupted: {source}")]
+    #[error("{op} {target}: response body interrupted: {}", root_cause(source))]
     BodyInterrupted {
         op: Operation,
         target: String,
@@ -135,6 +135,16 @@ impl RelayError {
             _ => None,
         }
     }
+}
+
+/// The innermost cause of `err`: reqwest's own message ("error sending request for url (…)")
+/// does not say whether the connection was refused, reset or timed out; its last source does.
+fn root_cause(err: &reqwest::Error) -> String {
+    let mut cause: &(dyn std::error::Error + 'static) = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// The relay's error text for a message: the `error` member of a JSON body, else the body itself,

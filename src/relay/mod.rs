@@ -546,12 +546,24 @@ fn success_member(
     body: &[u8],
     member: &str,
 ) -> Result<Value, RelayError> {
-    let Ok(Value::Object(mut envelope)) = serde_json::from_slice::<Value>(body) else {
-        return Err(malformed(
-            op,
-            target,
-            "body is not a json object".to_owned(),
-        ));
+    let mut envelope = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(envelope)) => envelope,
+        Ok(_) => {
+            return Err(malformed(
+                op,
+                target,
+                "body is not a json object".to_owned(),
+            ));
+        }
+        // Say how it broke: a cut-off body ("EOF while parsing") reads differently from a
+        // proxy's HTML page ("expected value at line 1 column 1").
+        Err(e) => {
+            return Err(malformed(
+                op,
+                target,
+                format!("invalid json in {} bytes: {e}", body.len()),
+            ));
+        }
     };
     if envelope.get("success") != Some(&Value::Bool(true)) {
         return Err(RelayError::Refused {
@@ -700,6 +712,17 @@ mod tests {
         assert!(matches!(refused, Err(RelayError::Refused { .. })));
         let garbage = success_member(Operation::Get, "s", b"<html>", "data");
         assert!(matches!(garbage, Err(RelayError::Malformed { .. })));
+        let cut = success_member(Operation::Get, "s", br#"{"success":tr"#, "data").unwrap_err();
+        assert!(
+            cut.to_string()
+                .starts_with("get s: unexpected response: invalid json in 13 bytes: "),
+            "{cut}"
+        );
+        let array = success_member(Operation::Get, "s", b"[1]", "data").unwrap_err();
+        assert!(
+            array.to_string().ends_with("body is not a json object"),
+            "{array}"
+        );
         let missing = success_member(Operation::Get, "s", br#"{"success":true}"#, "data");
         assert!(matches!(missing, Err(RelayError::Malformed { .. })));
     }

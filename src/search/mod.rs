@@ -210,7 +210,9 @@ impl SearchClient {
         }
         let answer = self.exchange(&context, request.send()).await?;
         match answer.status {
-            200 | 201 => Ok(()),
+            200 | 201 => answer
+                .write_result(&context, &["created", "updated", "noop"])
+                .map(|_| ()),
             _ => Err(answer.into_error(context)),
         }
     }
@@ -230,7 +232,10 @@ impl SearchClient {
             .send();
         let answer = self.exchange(&context, request).await?;
         match answer.status {
-            200 => Ok(DeleteOutcome::Deleted),
+            200 => match answer.write_result(&context, &["deleted", "not_found"])? {
+                "deleted" => Ok(DeleteOutcome::Deleted),
+                _ => Ok(DeleteOutcome::NotFound),
+            },
             404 => Ok(DeleteOutcome::NotFound),
             _ => Err(answer.into_error(context)),
         }
@@ -418,11 +423,17 @@ impl SearchClient {
                     humantime::format_duration(self.inner.timeout)
                 )
             }
-            Some(http) if http.is_connect() => "could not connect to elasticsearch".to_owned(),
-            Some(http) if http.is_body() || http.is_decode() => {
-                "elasticsearch response body interrupted".to_owned()
+            // The cause tells a refused connection from a reset one.
+            Some(http) if http.is_connect() => {
+                format!("could not connect to elasticsearch: {}", root_cause(http))
             }
-            Some(_) => "elasticsearch connection failed".to_owned(),
+            Some(http) if http.is_body() || http.is_decode() => {
+                format!(
+                    "elasticsearch response body interrupted: {}",
+                    root_cause(http)
+                )
+            }
+            Some(http) => format!("elasticsearch connection failed: {}", root_cause(http)),
         };
         SearchError::Transport {
             context: context.clone(),
@@ -430,6 +441,16 @@ impl SearchClient {
             source: err,
         }
     }
+}
+
+/// The innermost cause of `err`: reqwest's own message ("error sending request for url (…)")
+/// does not say whether the connection was refused or reset; its last source does.
+fn root_cause(err: &reqwest::Error) -> String {
+    let mut cause: &(dyn std::error::Error + 'static) = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// A response that arrived, with its body read (or refused).
@@ -460,6 +481,29 @@ impl Answer {
         }
     }
 
+    /// The `result` of a write's success answer, one of `accepted`. A success status is only
+    /// believed with Elasticsearch's body: a proxy's page or a cut-off body on a 200 does not
+    /// prove the write happened, and taking it for one would mark the job done and lose the
+    /// write (a discovered record is never enqueued again).
+    fn write_result(
+        self,
+        context: &Context,
+        accepted: &[&'static str],
+    ) -> Result<&'static str, SearchError> {
+        let json = self.json(context)?;
+        let result = json.get("result").and_then(Value::as_str);
+        match result.and_then(|r| accepted.iter().find(|a| **a == r)) {
+            Some(result) => Ok(result),
+            None => Err(SearchError::Malformed {
+                context: context.clone(),
+                detail: match result {
+                    Some(other) => format!("unexpected \"result\": {other:?}"),
+                    None => format!("success without a \"result\" ({})", truncate_json(&json)),
+                },
+            }),
+        }
+    }
+
     /// The body of a success as JSON.
     fn json(self, context: &Context) -> Result<Value, SearchError> {
         match self.body {
@@ -475,6 +519,10 @@ impl Answer {
             }),
         }
     }
+}
+
+fn truncate_json(json: &Value) -> String {
+    error::truncate(&json.to_string(), 100)
 }
 
 /// Read the body only when its `Content-Length` is known and within `limit`. The crate offers

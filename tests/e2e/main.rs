@@ -9,6 +9,7 @@ mod cli;
 mod daemon;
 mod delete;
 mod discover;
+mod faults;
 mod helpers;
 mod readme_sql;
 mod requeue;
