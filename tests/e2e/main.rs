@@ -10,6 +10,7 @@ mod daemon;
 mod delete;
 mod discover;
 mod helpers;
+mod kill_matrix;
 mod readme_sql;
 mod requeue;
 mod support;
