@@ -13,6 +13,7 @@ mod helpers;
 mod kill_matrix;
 mod readme_sql;
 mod requeue;
+mod soak;
 mod support;
 mod sync;
 mod sync_real_gun;
