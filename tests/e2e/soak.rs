@@ -2,8 +2,8 @@
 //! cycles against 1 000 records and 5 deletions whose ES delete fails forever. Asserted: after
 //! warm-up the daemon's sockets stay under 2 × (workers + ES concurrency), all its fds stay
 //! under 50 throughout, and each failing deletion costs exactly max-attempts DELETE requests,
-//! then is dead, however many cycles pass. RSS growth is printed, not asserted (timing-dependent); `scripts/soak` runs the
-//! long version, which judges it.
+//! then is dead, however many cycles pass. RSS growth is printed, not asserted (it depends on
+//! timing); `scripts/soak` runs the long version, which judges it.
 
 use std::process::Stdio;
 
