@@ -1,5 +1,10 @@
 //! `gunsync bench`: measures the ledger (enqueue, lease+complete at several batch sizes, under
-//! `synchronous` FULL and NORMAL) and the worker pool end to end. Prints numbers; asserts nothing.
+//! `synchronous` FULL and NORMAL) and the worker pool end to end; `sync` and `soak` (submodules)
+//! measure a sync cycle and the daemon over time against the emulators. Prints numbers.
+
+pub mod scenario;
+pub mod soak;
+pub mod sync;
 
 use std::time::{Duration, Instant};
 

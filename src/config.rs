@@ -264,6 +264,9 @@ impl Settings {
             lease_for: self.lease,
             backoff: self.backoff(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            // A dead worker's job waits at most one lease term after expiry, however short
+            // the lease (the default 15 s pass would hold a 1 s lease's job 15 times longer).
+            reclaim_every: WorkerConfig::default().reclaim_every.min(self.lease),
             ..WorkerConfig::default()
         }
     }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use super::{GlobalArgs, UsageError};
+use crate::bench::soak::SoakOptions;
+use crate::bench::sync::{SyncBench, SyncBenchOptions};
 use crate::bench::{self, BenchDatabase};
 use crate::shutdown::{self, Shutdown};
 use crate::worker::WorkerConfig;
@@ -13,7 +15,7 @@ use crate::worker::WorkerConfig;
 /// Measure gunsync on this machine (prints JSON)
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  gunsync bench ledger --jobs 20000\n  gunsync bench worker --jobs 2000 --job-ms 5 --workers 8"
+    after_help = "Examples:\n  gunsync bench ledger --jobs 20000\n  gunsync bench worker --jobs 2000 --job-ms 5 --workers 8\n  gunsync bench sync --records 1000,10000,100000\n  gunsync bench soak --cycles 500 --records 1000"
 )]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -42,6 +44,50 @@ enum What {
         /// Lease length in milliseconds
         #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..))]
         lease_ms: u64,
+    },
+    /// One sync cycle and its discovery over N records in the relay and ES emulators (the real
+    /// syncer, worker pool and handlers), then a second cycle over the same records. One run per
+    /// size, each on fresh emulators and a temporary ledger.
+    Sync {
+        /// Record counts, comma-separated
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        records: Vec<u64>,
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: u16,
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        es_concurrency: u16,
+    },
+    /// The daemon (`gunsync run`, a child process) for N cycles against emulators with
+    /// --records records and --failing deletions whose ES delete fails forever; samples the
+    /// daemon's RSS and open fds each cycle and judges growth, fds and DELETEs per failing DID.
+    Soak {
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        cycles: u64,
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        records: u64,
+        /// Deletions whose ES delete fails forever
+        #[arg(long, default_value_t = 5)]
+        failing: usize,
+        /// Cycle interval in milliseconds (GUN_SYNC_INTERVAL)
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..))]
+        interval_ms: u64,
+        /// Cycles before RSS is judged (default: a fifth of --cycles)
+        #[arg(long)]
+        warmup: Option<u64>,
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: u16,
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        es_concurrency: u16,
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_attempts: u32,
+        /// First retry delay in milliseconds (fast, so failing deletions use up their attempts)
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+        backoff_base_ms: u64,
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+        backoff_max_ms: u64,
+        /// Exit 1 when a target is missed
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -81,6 +127,72 @@ pub async fn execute(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()>
                 return run_worker_bench(global, true, jobs, job_ms, workers, lease_ms).await;
             };
             run_worker_bench(global, false, jobs, job_ms, workers, lease_ms).await?;
+        }
+        What::Sync {
+            records,
+            workers,
+            es_concurrency,
+        } => {
+            let options = SyncBenchOptions {
+                workers: usize::from(workers),
+                es_concurrency: usize::from(es_concurrency),
+                synchronous: global.synchronous,
+            };
+            let mut runs = Vec::new();
+            for n in records {
+                let run = bench::sync::sync_bench_one(n, &options).await?;
+                if verbose {
+                    eprintln!(
+                        "{:>8} records: cycle {:>9.0} records/s, cycle+discovery {:>7.0} records/s, {:.2} requests/record, second cycle {} requests",
+                        run.records,
+                        run.cycle.records_per_sec,
+                        run.cycle_and_discovery_records_per_sec,
+                        run.requests_per_record.total,
+                        run.second_cycle.requests.total
+                    );
+                }
+                runs.push(run);
+            }
+            println!("{}", serde_json::to_string(&SyncBench { runs })?);
+        }
+        What::Soak {
+            cycles,
+            records,
+            failing,
+            interval_ms,
+            warmup,
+            workers,
+            es_concurrency,
+            max_attempts,
+            backoff_base_ms,
+            backoff_max_ms,
+            check,
+        } => {
+            if backoff_base_ms > backoff_max_ms {
+                return Err(UsageError(
+                    "--backoff-base-ms must not exceed --backoff-max-ms".into(),
+                )
+                .into());
+            }
+            let options = SoakOptions {
+                cycles,
+                records,
+                failing,
+                interval: Duration::from_millis(interval_ms),
+                warmup_cycles: warmup.unwrap_or(cycles / 5),
+                workers: usize::from(workers),
+                es_concurrency: usize::from(es_concurrency),
+                max_attempts,
+                backoff_base: Duration::from_millis(backoff_base_ms),
+                backoff_max: Duration::from_millis(backoff_max_ms),
+                synchronous: global.synchronous.as_str().to_owned(),
+                progress_every: if verbose { 25 } else { 0 },
+            };
+            let report = bench::soak::soak(&std::env::current_exe()?, &options).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            if check && !report.targets.pass {
+                anyhow::bail!("soak missed a target: {:?}", report.targets);
+            }
         }
     }
     Ok(())

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tracing::{Instrument, debug, error, info, warn};
 
+use super::completer::{Completer, Recorded};
 use super::{JobError, JobHandler, JobRun, WorkerConfig};
-use crate::ledger::{Backoff, Finish, JobState, LeasedJob, Ledger, LedgerError};
+use crate::ledger::{Backoff, Completion, Finish, JobState, LeasedJob, Ledger, LedgerError};
 use crate::shutdown::Shutdown;
 use crate::timestamp::Timestamp;
 
@@ -69,11 +70,12 @@ pub(super) async fn execute(
     job: LeasedJob,
     handler: Option<Arc<dyn JobHandler>>,
     ledger: Ledger,
+    completer: Completer,
     config: Arc<WorkerConfig>,
     shutdown: Shutdown,
 ) -> Outcome {
     let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind_name, job.key = %job.key, attempt = job.attempt);
-    run_and_record(job, handler, ledger, config, shutdown)
+    run_and_record(job, handler, ledger, completer, config, shutdown)
         .instrument(span)
         .await
 }
@@ -82,6 +84,7 @@ async fn run_and_record(
     job: LeasedJob,
     handler: Option<Arc<dyn JobHandler>>,
     ledger: Ledger,
+    completer: Completer,
     config: Arc<WorkerConfig>,
     shutdown: Shutdown,
 ) -> Outcome {
@@ -120,7 +123,7 @@ async fn run_and_record(
         &policy,
         rand::random_range(-1.0..=1.0),
     );
-    let outcome = record(&ledger, &job, finish.clone()).await;
+    let outcome = record(&ledger, &completer, &job, finish.clone()).await;
     let kind_label = job.kind_name.clone();
     metrics::histogram!("gunsync_job_duration_seconds", "kind" => kind_label.clone())
         .record(elapsed.as_secs_f64());
@@ -148,9 +151,25 @@ async fn run_and_record(
     outcome
 }
 
-/// Writes the finish, retrying briefly if the database is busy: losing the write is safe (the
-/// lease expires and the job runs again) but wasteful.
-async fn record(ledger: &Ledger, job: &LeasedJob, finish: Finish) -> Outcome {
+/// Writes the finish, batched with other workers' by the completer; if that batch fails, alone,
+/// retrying briefly if the database is busy: losing the write is safe (the lease expires and the
+/// job runs again) but wasteful.
+async fn record(
+    ledger: &Ledger,
+    completer: &Completer,
+    job: &LeasedJob,
+    finish: Finish,
+) -> Outcome {
+    let completion = Completion {
+        id: job.id,
+        lease_token: job.lease_token.clone(),
+        finish: finish.clone(),
+    };
+    match completer.finish(completion).await {
+        Recorded::Finished(state) => return Outcome::Finished(state),
+        Recorded::LeaseLost => return Outcome::LeaseLost,
+        Recorded::Failed => {}
+    }
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=5 {
         match ledger

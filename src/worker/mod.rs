@@ -4,8 +4,10 @@
 //!
 //! * `pool`: slots, the lease loop, wake-ups, heartbeats, graceful shutdown.
 //! * `execute`: one job → one `Finish` (`decide` is pure and table-tested).
+//! * `completer`: group commit: results that end together are written in one transaction.
 //! * `rescuer`: reclaims expired leases at start-up and on a timer.
 
+mod completer;
 mod execute;
 mod pool;
 mod rescuer;

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use super::completer::Completer;
 use super::execute::{Outcome, execute};
 use super::{Registry, WorkerConfig, rescuer};
 use crate::ledger::lease::LeaseParams;
@@ -110,6 +111,7 @@ impl WorkerPool {
         let tracker = TaskTracker::new();
         let counters = Arc::new(Counters::default());
         let finished = Arc::new(Notify::new());
+        let (completer, completer_task) = Completer::spawn(self.ledger.clone());
         let rescuer = tokio::spawn(rescue_loop(
             self.ledger.clone(),
             self.config.reclaim_every,
@@ -159,15 +161,16 @@ impl WorkerPool {
             for job in jobs {
                 let permit = permits.pop().expect("one permit per leased job");
                 let handler = job.kind().ok().and_then(|k| self.registry.get(k));
-                let (ledger, config, shutdown, counters, finished) = (
+                let (ledger, completer, config, shutdown, counters, finished) = (
                     self.ledger.clone(),
+                    completer.clone(),
                     self.config.clone(),
                     shutdown.clone(),
                     counters.clone(),
                     finished.clone(),
                 );
                 tracker.spawn(async move {
-                    let outcome = execute(job, handler, ledger, config, shutdown).await;
+                    let outcome = execute(job, handler, ledger, completer, config, shutdown).await;
                     counters.count(outcome);
                     drop(permit);
                     finished.notify_one();
@@ -216,6 +219,9 @@ impl WorkerPool {
                 tracker.wait().await;
             }
         }
+        // Every job has recorded its result; the completer ends once its last handle is gone.
+        drop(completer);
+        let _ = completer_task.await;
         rescuer.abort();
         let report = counters.report();
         info!(
