@@ -16,7 +16,7 @@ use crate::domain::{Did, Soul};
 use crate::emulator::es::EsEmulator;
 use crate::emulator::faults::FaultRule;
 use crate::emulator::relay::RelayEmulator;
-use crate::ledger::{JobFilter, JobKind, JobState, Ledger, LedgerOptions, Synchronous};
+use crate::ledger::{JobKind, JobState, Ledger, LedgerOptions, Synchronous};
 use crate::shutdown::Shutdown;
 use crate::timestamp::Timestamp;
 
@@ -137,16 +137,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     let stats = ledger.stats(Timestamp::now(), 1000).await?;
     let mut failing = Vec::new();
     for (did, failures) in &seeded.failing {
-        let job = ledger
-            .list_jobs(&JobFilter {
-                kind: Some(JobKind::Delete),
-                key: Some(did.to_string()),
-                limit: 1,
-                ..JobFilter::default()
-            })
-            .await?
-            .into_iter()
-            .next();
+        let job = ledger.latest_job(JobKind::Delete, did.as_str()).await?;
         failing.push(FailingDeletion {
             did: did.to_string(),
             failures: *failures,

@@ -19,7 +19,7 @@ use crate::domain::type_index_soul;
 use crate::emulator::es::EsEmulator;
 use crate::emulator::faults::FaultRule;
 use crate::emulator::relay::RelayEmulator;
-use crate::ledger::{JobFilter, JobKind, Ledger, LedgerOptions};
+use crate::ledger::{JobKind, Ledger, LedgerOptions};
 
 /// RSS may grow this much after warm-up (the "≈ 0").
 pub const RSS_GROWTH_LIMIT_MB: f64 = 5.0;
@@ -327,16 +327,7 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
     let ledger = Ledger::open(LedgerOptions::new(db.to_string_lossy())).await?;
     let mut failing_report = Vec::new();
     for did in &failing {
-        let job = ledger
-            .list_jobs(&JobFilter {
-                kind: Some(JobKind::Delete),
-                key: Some(did.to_string()),
-                limit: 1,
-                ..JobFilter::default()
-            })
-            .await?
-            .into_iter()
-            .next();
+        let job = ledger.latest_job(JobKind::Delete, did.as_str()).await?;
         failing_report.push(FailingDeletion {
             did: did.to_string(),
             delete_requests: es.count("DELETE", &es_doc_path(ES_INDEX, did.as_str())),

@@ -9,6 +9,7 @@ mod discover;
 
 use std::fmt::Display;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -94,36 +95,43 @@ fn job_did(run: &JobRun) -> Result<Did, JobError> {
 
 impl From<RelayError> for JobError {
     fn from(err: RelayError) -> Self {
-        let reason = err.to_string();
-        if err.is_transient() {
-            JobError::Transient {
-                reason,
-                retry_after: err.retry_after(),
-                http_status: err.http_status(),
-            }
-        } else {
-            JobError::Permanent {
-                reason,
-                http_status: err.http_status(),
-            }
-        }
+        classified(
+            err.to_string(),
+            err.is_transient(),
+            err.retry_after(),
+            err.http_status(),
+        )
     }
 }
 
 impl From<SearchError> for JobError {
     fn from(err: SearchError) -> Self {
-        let reason = err.to_string();
-        if err.is_transient() {
-            JobError::Transient {
-                reason,
-                retry_after: err.retry_after(),
-                http_status: err.http_status(),
-            }
-        } else {
-            JobError::Permanent {
-                reason,
-                http_status: err.http_status(),
-            }
+        classified(
+            err.to_string(),
+            err.is_transient(),
+            err.retry_after(),
+            err.http_status(),
+        )
+    }
+}
+
+/// Each client classifies its own failures once; this only carries the verdict over.
+fn classified(
+    reason: String,
+    transient: bool,
+    retry_after: Option<Duration>,
+    http_status: Option<u16>,
+) -> JobError {
+    if transient {
+        JobError::Transient {
+            reason,
+            retry_after,
+            http_status,
+        }
+    } else {
+        JobError::Permanent {
+            reason,
+            http_status,
         }
     }
 }

@@ -167,6 +167,21 @@ impl Ledger {
         Ok(rows.into_iter().map(|r| r.into_view().0).collect())
     }
 
+    /// The newest job of `(kind, key)`, in any state (`None` = the key never had one).
+    pub async fn latest_job(
+        &self,
+        kind: JobKind,
+        key: &str,
+    ) -> Result<Option<JobView>, LedgerError> {
+        let filter = JobFilter {
+            state: None,
+            kind: Some(kind),
+            key: Some(key.to_string()),
+            limit: 1,
+        };
+        Ok(self.list_jobs(&filter).await?.into_iter().next())
+    }
+
     /// One job and its attempts, oldest attempt first (`None` = no such job).
     pub async fn get_job(
         &self,
