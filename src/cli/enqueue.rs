@@ -5,6 +5,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use super::{GlobalArgs, UsageError, parse_count, parse_kind};
+use crate::domain::Did;
 use crate::ledger::model::DEFAULT_MAX_ATTEMPTS;
 use crate::ledger::{Enqueued, LedgerError, NewJob};
 use crate::timestamp::Timestamp;
@@ -54,6 +55,11 @@ pub async fn execute(args: EnqueueArgs, global: &GlobalArgs) -> anyhow::Result<(
     }
     if args.key.trim().is_empty() {
         return Err(UsageError("KEY must not be empty".into()).into());
+    }
+    // Both job kinds are keyed by the record's DID (DESIGN §6); a job with any other key could
+    // only die, so refuse it here.
+    if let Err(e) = Did::parse(&args.key) {
+        return Err(UsageError(format!("KEY must be a record DID (did:gun:<soul>): {e}")).into());
     }
     let max_attempts = parse_count("--max-attempts", &args.max_attempts)?;
     if max_attempts == 0 {

@@ -78,6 +78,18 @@ async fn a_malformed_payload_is_a_usage_error_and_adds_nothing() {
 }
 
 #[tokio::test]
+async fn a_key_that_is_not_a_record_did_is_a_usage_error_and_adds_nothing() {
+    let app = TestApp::new();
+    app.cli(["migrate"]).success();
+    for key in ["not a did", "did:gun:", "did:ipfs:abc", "did:gun:has space"] {
+        let run = app.cli(["enqueue", "delete", key]).fails_with(2);
+        assert!(run.stderr.contains("DID"), "{key}: {}", run.stderr);
+        assert_eq!(run.stderr.trim().lines().count(), 1, "{key}: one line");
+    }
+    assert_eq!(snapshot(&app), serde_json::json!([]));
+}
+
+#[tokio::test]
 async fn a_malformed_duration_or_an_active_state_is_a_usage_error_and_prunes_nothing() {
     let app = TestApp::new();
     let ledger = app.ledger().await;
