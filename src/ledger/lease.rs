@@ -105,11 +105,7 @@ impl Ledger {
         .execute(&self.writer)
         .await?
         .rows_affected();
-        if changed == 0 {
-            Err(LedgerError::LeaseLost(id))
-        } else {
-            Ok(())
-        }
+        fenced(changed, id)
     }
 
     /// Replaces a running job's payload (a handler saving progress a retry needs, e.g. the
@@ -143,11 +139,7 @@ impl Ledger {
         .execute(&self.writer)
         .await?
         .rows_affected();
-        if changed == 0 {
-            Err(LedgerError::LeaseLost(id))
-        } else {
-            Ok(())
-        }
+        fenced(changed, id)
     }
 
     /// Gives a running job back at shutdown: `running → pending`, runnable now, and the attempt it
@@ -213,5 +205,14 @@ impl Ledger {
         .fetch_one(&self.reader)
         .await?;
         Ok(at)
+    }
+}
+
+/// A fenced write that touched no row means the lease was lost (it expired and moved on).
+fn fenced(rows_changed: u64, id: JobId) -> Result<(), LedgerError> {
+    if rows_changed == 0 {
+        Err(LedgerError::LeaseLost(id))
+    } else {
+        Ok(())
     }
 }
