@@ -8,6 +8,7 @@
 //! * `jobs`: the `discover` and `delete` handlers and client-error classification.
 //! * `relay`: the GUN relay client (the only HTTP to relays).
 //! * `search`: the Elasticsearch client (the only HTTP to ES).
+//! * `retry_after`: the `Retry-After` header, read one way for both clients.
 //! * `domain`: `Soul` and `Did`, checked once at the edge, and the registry souls.
 //! * `config`: the settings of `run` and `sync` (env names of DESIGN §5–6), validated once.
 //! * `daemon`: `gunsync run` assembled: clients, worker pool, sync loop, HTTP, one shutdown.
@@ -31,6 +32,7 @@ pub mod http;
 pub mod jobs;
 pub mod ledger;
 pub mod relay;
+pub mod retry_after;
 pub mod search;
 pub mod secret;
 pub mod shutdown;

@@ -4,7 +4,7 @@
 //! memory; faults and the request log come from [`super::faults`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -13,7 +13,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::faults::{EmulatorServer, FaultRule, Faults, RecordedRequest, RequestLog, instrument};
+use super::faults::{
+    EmulatorServer, FaultRule, Faults, RecordedRequest, RequestLog, instrument, lock,
+};
 
 /// ES 8 accepts these on every endpoint ("common options").
 const COMMON_PARAMS: &[&str] = &["pretty", "human", "error_trace", "filter_path"];
@@ -720,12 +722,6 @@ fn base64(input: &[u8]) -> String {
         }
     }
     out
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -609,7 +609,7 @@ impl Drop for EmulatorServer {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked while holding the lock must not poison the emulator for the others.
     mutex
         .lock()

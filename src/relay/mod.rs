@@ -450,7 +450,11 @@ impl RelayClient {
         let status = response.status().as_u16();
         *status_seen = Some(status);
         let retry_after = match status {
-            429 | 503 => parse_retry_after(response.headers().get(reqwest::header::RETRY_AFTER)),
+            429 | 503 => response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::retry_after::parse),
             _ => None,
         };
         let success = (200..=299).contains(&status) || status == 404;
@@ -513,17 +517,6 @@ async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok(Some(Bytes::from(body)))
-}
-
-/// `Retry-After` as delta-seconds or an HTTP date.
-fn parse_retry_after(value: Option<&reqwest::header::HeaderValue>) -> Option<Duration> {
-    let text = value?.to_str().ok()?.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-    let delta = at.signed_duration_since(chrono::Utc::now());
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
 /// `<peer>/<name>?<query>`, keeping any base path of the peer and encoding the query properly
@@ -654,21 +647,6 @@ mod tests {
         }
         let put = endpoint(&Url::parse("http://relay:8765").unwrap(), "put", &[]);
         assert_eq!(put.as_str(), "http://relay:8765/put");
-    }
-
-    #[test]
-    fn retry_after_accepts_seconds_and_dates() {
-        let header = |s: &str| reqwest::header::HeaderValue::from_str(s).unwrap();
-        assert_eq!(
-            parse_retry_after(Some(&header("7"))),
-            Some(Duration::from_secs(7))
-        );
-        assert_eq!(
-            parse_retry_after(Some(&header("Wed, 21 Oct 2015 07:28:00 GMT"))),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after(Some(&header("soon"))), None);
-        assert_eq!(parse_retry_after(None), None);
     }
 
     #[test]

@@ -105,17 +105,6 @@ impl SearchError {
     }
 }
 
-/// `Retry-After` as delta-seconds or an HTTP date; a date in the past means "now".
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let delta = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
-}
-
 /// The reason to show for an error body: ES's `error.type: error.reason` when the body has that
 /// shape, else a short excerpt of the body; always truncated.
 pub(crate) fn error_reason(body: &[u8]) -> String {
@@ -178,17 +167,6 @@ mod tests {
         let reason = error_reason(body.as_bytes());
         assert_eq!(reason.chars().count(), MAX_REASON_CHARS + 1);
         assert!(reason.ends_with('…'));
-    }
-
-    #[test]
-    fn retry_after_accepts_seconds_and_dates() {
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tracing::debug;
 use url::Url;
 
 use crate::secret::Secret;
-use error::{error_reason, parse_retry_after};
+use error::error_reason;
 
 /// Whether an index call waits until the document is visible to search.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -356,7 +356,7 @@ impl SearchClient {
                     .headers()
                     .get(RETRY_AFTER)
                     .and_then(|value| value.to_str().ok())
-                    .and_then(parse_retry_after),
+                    .and_then(crate::retry_after::parse),
                 _ => None,
             };
             let body = read_capped(response, self.inner.max_response_bytes)
