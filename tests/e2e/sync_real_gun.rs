@@ -1,71 +1,17 @@
 //! One cycle and its jobs against real GUN storage: the Node relay in `tests/relay/` (npm `gun`),
 //! which answers like a plain GUN relay (`_` metadata, nested objects as links, slow 404s).
-//! Skipped, with a message, when `node` or the relay's `node_modules` are missing.
-
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
+//! Skipped, with a message, when `node` or `npm` is missing.
 
 use gunsync::domain::{Did, Soul};
 use gunsync::ledger::{JobKind, JobState};
 use gunsync::relay::{RelayClient, RelayOptions};
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use url::Url;
 
 use crate::support::TestApp;
 
-struct NodeRelay {
-    _child: Child,
-    url: Url,
-    _storage: tempfile::TempDir,
-}
-
-impl NodeRelay {
-    async fn start() -> Option<NodeRelay> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/relay");
-        let node = Command::new("node")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
-        if !node.is_ok_and(|s| s.success()) || !dir.join("node_modules/gun").exists() {
-            eprintln!("skipping: node or tests/relay/node_modules missing (see tests/real_gun.rs)");
-            return None;
-        }
-        let storage = tempfile::tempdir().unwrap();
-        let mut child = Command::new("node")
-            .arg("server.js")
-            .current_dir(&dir)
-            .env("RELAY_PORT", "0")
-            .env("RELAY_DATA_DIR", storage.path())
-            .env("RELAY_GET_WAIT", "1000")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let port = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(port) = line.strip_prefix("listening ") {
-                    return port.trim().parse::<u16>().unwrap();
-                }
-            }
-            panic!("relay exited before listening");
-        })
-        .await
-        .unwrap();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Some(NodeRelay {
-            _child: child,
-            url: Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap(),
-            _storage: storage,
-        })
-    }
-}
+#[path = "../common/node_relay.rs"]
+mod node_relay;
+use node_relay::NodeRelay;
 
 fn map(value: Value) -> Map<String, Value> {
     value.as_object().unwrap().clone()
