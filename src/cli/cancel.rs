@@ -1,8 +1,6 @@
 //! `gunsync cancel`: stop pending or retrying jobs before they run (`→ cancelled`).
 
-use anyhow::anyhow;
-
-use super::output::{id_list, plural};
+use super::output::{id_list, not_found, plural};
 use super::{GlobalArgs, parse_ids};
 use crate::ledger::Cancelled;
 use crate::timestamp::Timestamp;
@@ -32,13 +30,7 @@ pub async fn execute(args: CancelArgs, global: &GlobalArgs) -> anyhow::Result<()
     let report = result?;
     print!("{}", render(&report));
     if report.missing.len() == ids.len() {
-        return Err(anyhow!(
-            "{} not found",
-            match report.missing.as_slice() {
-                [one] => format!("job {one}"),
-                many => format!("jobs {}", id_list(many, 20)),
-            }
-        ));
+        return Err(not_found(&report.missing));
     }
     Ok(())
 }

@@ -120,6 +120,14 @@ pub fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 /// Ids as "4, 5, 6", listing at most `max` and saying how many more there are.
+/// "job 7 not found" / "jobs 7, 8 not found": the error for ids that do not exist.
+pub fn not_found(ids: &[crate::ledger::JobId]) -> anyhow::Error {
+    match ids {
+        [one] => anyhow::anyhow!("job {one} not found"),
+        many => anyhow::anyhow!("jobs {} not found", id_list(many, 20)),
+    }
+}
+
 pub fn id_list(ids: impl IntoIterator<Item = impl std::fmt::Display>, max: usize) -> String {
     let ids: Vec<String> = ids.into_iter().map(|id| id.to_string()).collect();
     if ids.len() <= max {

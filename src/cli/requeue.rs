@@ -2,9 +2,7 @@
 //! does the guarded work in batches (never a running job, never a second active job per key);
 //! this command chooses the jobs, shows progress and says what it did and what it left alone.
 
-use anyhow::anyhow;
-
-use super::output::{id_list, plural, progress};
+use super::output::{id_list, not_found, plural, progress};
 use super::{GlobalArgs, UsageError, parse_ids, parse_kind, parse_state};
 use crate::ledger::{Requeue, RequeueReport};
 use crate::timestamp::Timestamp;
@@ -84,13 +82,7 @@ pub async fn execute(args: RequeueArgs, global: &GlobalArgs) -> anyhow::Result<(
     print!("{}", render(&report, &request));
     // Naming only ids that do not exist is an error, as for `show`; a partial hit is reported.
     if !has_filter && report.matched == 0 && !report.missing.is_empty() {
-        return Err(anyhow!(
-            "{} not found",
-            match report.missing.as_slice() {
-                [one] => format!("job {one}"),
-                many => format!("jobs {}", id_list(many, 20)),
-            }
-        ));
+        return Err(not_found(&report.missing));
     }
     Ok(())
 }
