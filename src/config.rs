@@ -46,6 +46,12 @@ pub const DEFAULT_ES_CONCURRENCY: &str = "8";
 pub const DEFAULT_ES_TIMEOUT_MS: &str = "30000";
 /// Address of `/healthz`, `/metrics`, `/health/memory` (`GUNSYNC_LISTEN`); loopback by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+/// Longest one job attempt may run, in milliseconds (`GUNSYNC_JOB_DEADLINE_MS`, 5 minutes).
+pub const DEFAULT_JOB_DEADLINE_MS: &str = "300000";
+/// How long `sync_cycles` rows are kept, in milliseconds (`GUNSYNC_CYCLE_RETENTION_MS`, 7 days).
+pub const DEFAULT_CYCLE_RETENTION_MS: &str = "604800000";
+/// Most Elasticsearch requests in flight a setting may ask for (a semaphore of that size).
+pub const MAX_ES_CONCURRENCY: usize = 1024;
 /// How long running jobs get to finish after SIGTERM before they are released: under Docker's
 /// default 10 s stop timeout, so a container stop is always graceful.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -80,9 +86,16 @@ pub struct Settings {
     /// Record types whose indexes a cycle reads, comma-separated
     #[arg(long, env = "GUNSYNC_RECORD_TYPES", value_delimiter = ',', default_value = DEFAULT_RECORD_TYPES)]
     pub record_types: Vec<String>,
-    /// Re-run a finished delete after this many milliseconds (0 = never)
+    /// Re-run a finished delete, or a dead discover, after this many milliseconds (0 = never)
     #[arg(long = "reprocess-after-ms", env = "GUNSYNC_REPROCESS_AFTER_MS", default_value = DEFAULT_REPROCESS_AFTER_MS, value_parser = parse_millis)]
     pub reprocess_after: Duration,
+    /// Relays whose deletion registries are trusted, comma-separated (default: every peer);
+    /// deletions listed by other relays are ignored and counted
+    #[arg(long = "deletion-peers", env = "GUNSYNC_DELETION_PEERS", value_delimiter = ',', value_parser = parse_peer)]
+    pub deletion_peers: Vec<Url>,
+    /// Refuse a deletion whose `deletedBy` is not the record's publisher (on/off)
+    #[arg(long = "verify-deletions", env = "GUNSYNC_VERIFY_DELETIONS", default_value = "on", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub verify_deletions: bool,
 
     /// Elasticsearch URL
     #[arg(long = "es-host", env = "ELASTICSEARCHHOST", default_value = DEFAULT_ES_HOST)]
@@ -122,6 +135,9 @@ pub struct Settings {
     /// Job lease in milliseconds
     #[arg(long = "lease-ms", env = "GUNSYNC_LEASE_MS", default_value = DEFAULT_LEASE_MS, value_parser = parse_millis)]
     pub lease: Duration,
+    /// Longest one job attempt may run, in milliseconds; past it the job is dead
+    #[arg(long = "job-deadline-ms", env = "GUNSYNC_JOB_DEADLINE_MS", default_value = DEFAULT_JOB_DEADLINE_MS, value_parser = parse_millis)]
+    pub job_deadline: Duration,
 }
 
 /// What only the daemon needs: the timer and the HTTP endpoints.
@@ -136,6 +152,9 @@ pub struct DaemonSettings {
     /// Address of /healthz, /metrics and /health/memory
     #[arg(long, env = "GUNSYNC_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Keep sync_cycles rows this many milliseconds (older ones are pruned hourly)
+    #[arg(long = "cycle-retention-ms", env = "GUNSYNC_CYCLE_RETENTION_MS", default_value = DEFAULT_CYCLE_RETENTION_MS, value_parser = parse_millis)]
+    pub cycle_retention: Duration,
 }
 
 impl Settings {
@@ -149,6 +168,8 @@ impl Settings {
             private_records: false,
             record_types: DEFAULT_RECORD_TYPES.split(',').map(str::to_owned).collect(),
             reprocess_after: Duration::from_secs(24 * 3600),
+            deletion_peers: Vec::new(),
+            verify_deletions: true,
             es_host,
             es_username: None,
             es_password: None,
@@ -160,6 +181,7 @@ impl Settings {
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_millis(500),
             lease: Duration::from_secs(60),
+            job_deadline: Duration::from_secs(300),
         }
     }
 
@@ -222,6 +244,25 @@ impl Settings {
         if self.es_concurrency == 0 {
             return bad("GUNSYNC_ES_CONCURRENCY", "must be at least 1");
         }
+        if self.es_concurrency > MAX_ES_CONCURRENCY {
+            return bad("GUNSYNC_ES_CONCURRENCY", "must be at most 1024");
+        }
+        if self.job_deadline < Duration::from_secs(1) {
+            return bad("GUNSYNC_JOB_DEADLINE_MS", "must be at least 1000");
+        }
+        if let Some(stranger) = self
+            .deletion_peers
+            .iter()
+            .find(|p| !self.peers.iter().any(|peer| peer == *p))
+        {
+            return Err(ConfigError {
+                name: "GUNSYNC_DELETION_PEERS",
+                reason: format!(
+                    "{} is not one of the peers (GUN_PEERS)",
+                    crate::domain::redacted(stranger)
+                ),
+            });
+        }
         let index = &self.es_index;
         if index.is_empty()
             || index.len() > 255
@@ -257,6 +298,11 @@ impl Settings {
         }
     }
 
+    /// Whether `peer`'s deletion registry is trusted (`GUNSYNC_DELETION_PEERS`; all by default).
+    pub fn trusts_deletions_of(&self, peer: &Url) -> bool {
+        self.deletion_peers.is_empty() || self.deletion_peers.contains(peer)
+    }
+
     /// The worker pool's configuration.
     pub fn worker_config(&self) -> WorkerConfig {
         WorkerConfig {
@@ -264,6 +310,7 @@ impl Settings {
             lease_for: self.lease,
             backoff: self.backoff(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            job_deadline: self.job_deadline,
             // A dead worker's job waits at most one lease term after expiry, however short
             // the lease (the default 15 s pass would hold a 1 s lease's job 15 times longer).
             reclaim_every: WorkerConfig::default().reclaim_every.min(self.lease),
@@ -396,6 +443,15 @@ mod tests {
             (&["--backoff-base-ms", "0"], "GUNSYNC_BACKOFF_BASE_MS"),
             (&["--lease-ms", "5"], "GUNSYNC_LEASE_MS"),
             (&["--es-concurrency", "0"], "GUNSYNC_ES_CONCURRENCY"),
+            (
+                &["--es-concurrency", "4611686018427387904"],
+                "GUNSYNC_ES_CONCURRENCY",
+            ),
+            (&["--job-deadline-ms", "10"], "GUNSYNC_JOB_DEADLINE_MS"),
+            (
+                &["--peers", "http://a:1", "--deletion-peers", "http://b:2"],
+                "GUNSYNC_DELETION_PEERS",
+            ),
             (&["--es-index", "Records"], "GUNSYNC_ES_INDEX"),
             (&["--record-types", "bad type"], "GUNSYNC_RECORD_TYPES"),
             (&["--registry-timeout-ms", "0"], "GUN_REGISTRY_TIMEOUT_MS"),

@@ -16,7 +16,8 @@ use crate::relay::{RelayClient, RelayError};
 use crate::search::{SearchClient, SearchError};
 use crate::shutdown::Shutdown;
 use crate::sync::Syncer;
-use crate::worker::{DrainReport, WorkerPool};
+use crate::worker::breaker::Probe;
+use crate::worker::{Breakers, DrainReport, WorkerConfig, WorkerPool};
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,8 @@ pub struct Services {
     pub ledger: Ledger,
     pub relay: RelayClient,
     pub search: SearchClient,
+    /// Circuits of the systems the jobs need, shared by the pool and the endpoints.
+    pub breakers: Arc<Breakers>,
 }
 
 impl Services {
@@ -53,11 +56,18 @@ impl Services {
     pub fn build(settings: Arc<Settings>, ledger: Ledger) -> Result<Self, DaemonError> {
         let relay = RelayClient::new(settings.relay_options())?;
         let search = SearchClient::new(settings.search_options())?;
+        let probe_client = search.clone();
+        let probe: Probe = Arc::new(move || {
+            let search = probe_client.clone();
+            Box::pin(async move { search.ping().await.map_err(|e| e.to_string()) })
+        });
+        let breakers = Arc::new(Breakers::new().with_probe(jobs::ELASTICSEARCH, probe));
         Ok(Services {
             settings,
             ledger,
             relay,
             search,
+            breakers,
         })
     }
 
@@ -78,11 +88,11 @@ impl Services {
             self.relay.clone(),
             self.search.clone(),
         ));
-        WorkerPool::new(
-            self.ledger.clone(),
-            jobs::registry(ctx),
-            self.settings.worker_config(),
-        )
+        let config = WorkerConfig {
+            breakers: self.breakers.clone(),
+            ..self.settings.worker_config()
+        };
+        WorkerPool::new(self.ledger.clone(), jobs::registry(ctx), config)
     }
 }
 
@@ -137,7 +147,11 @@ impl Daemon {
         let pool = services.pool();
         let wake = pool.waker();
         let memory = Arc::new(MemoryTracker::default());
-        let state = HttpState::new(services.ledger.clone(), memory.clone());
+        let state = HttpState::new(
+            services.ledger.clone(),
+            services.breakers.clone(),
+            memory.clone(),
+        );
 
         let memory_task = tokio::spawn(memory.run(MEMORY_SAMPLE_EVERY, shutdown.clone()));
         let http_shutdown = shutdown.clone();
@@ -155,12 +169,11 @@ impl Daemon {
                 peers = services.settings.peers.len(),
                 "sync loop started"
             );
-            tokio::spawn(
-                services
-                    .syncer()
-                    .waking(wake)
-                    .run_loop(daemon.sync_interval, shutdown.clone()),
-            )
+            tokio::spawn(services.syncer().waking(wake).run_loop(
+                daemon.sync_interval,
+                daemon.cycle_retention,
+                shutdown.clone(),
+            ))
         });
         if !daemon.sync_enabled {
             info!("sync disabled (GUN_SYNC_ENABLED=false): working queued jobs only");

@@ -84,6 +84,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         sync_enabled: true,
         sync_interval: Duration::from_secs(2),
         listen: "127.0.0.1:0".parse().expect("a literal address"),
+        cycle_retention: Duration::from_secs(7 * 24 * 3600),
     };
     let ledger = Ledger::open(
         LedgerOptions::new(options.database.to_string_lossy()).synchronous(Synchronous::Normal),

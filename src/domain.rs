@@ -194,6 +194,19 @@ pub fn deletion_entry_soul(did: &Did) -> Result<Soul, InvalidSoul> {
     Soul::parse(&format!("{DELETION_ENTRY_PREFIX}{did}"))
 }
 
+/// `url` as it may be shown, logged or stored: without the user name and password a relay URL
+/// may carry (`http://user:pw@relay:8765/` → `http://relay:8765/`).
+pub fn redacted(url: &url::Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    // Both setters only fail for URLs that cannot carry credentials, which then have none.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
+}
+
 /// `s` cut to about [`SHOWN_LEN`] characters, on a char boundary, for error messages.
 pub(crate) fn shown(s: &str) -> String {
     match s.char_indices().nth(SHOWN_LEN) {
@@ -312,6 +325,21 @@ mod tests {
             assert_eq!(soul.as_str(), expected);
         }
         assert!(type_index_soul(DEFAULT_REGISTRY_ROOT, "bad type").is_err());
+    }
+
+    #[test]
+    fn redacted_urls_keep_everything_but_the_credentials() {
+        let cases = [
+            ("http://user:pw@relay:8765/", "http://relay:8765/"),
+            (
+                "http://user@relay:8765/gun-relay",
+                "http://relay:8765/gun-relay",
+            ),
+            ("https://relay.example/", "https://relay.example/"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redacted(&url::Url::parse(url).unwrap()), shown);
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use gunsync::cli::output::StdoutClosed;
 use gunsync::cli::{self, Cli, UsageError};
 
 fn main() -> ExitCode {
@@ -14,13 +15,14 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        // A usage error: clap's first line says what is wrong; the usage block that follows
+        // A usage error: clap's first paragraph says what is wrong (for a missing argument it
+        // continues on the next lines with the argument's name); the usage block that follows
         // would break the one-line contract (DESIGN §6).
         Err(e) => {
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("gunsync: error: {first} (see 'gunsync --help')");
+            eprintln!(
+                "gunsync: error: {} (see 'gunsync --help')",
+                usage_message(&e.render().to_string())
+            );
             return ExitCode::from(2);
         }
     };
@@ -37,6 +39,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli::execute(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `gunsync jobs | head -1`: the reader has what it wanted.
+        Err(e) if e.downcast_ref::<StdoutClosed>().is_some() => ExitCode::SUCCESS,
         Err(e) => {
             let code = if e.downcast_ref::<UsageError>().is_some() {
                 2
@@ -46,6 +50,22 @@ fn main() -> ExitCode {
             eprintln!("gunsync: error: {}", one_line(&e));
             ExitCode::from(code)
         }
+    }
+}
+
+/// The first paragraph of clap's error, on one line, without its `error: ` prefix.
+fn usage_message(rendered: &str) -> String {
+    let paragraph: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let text = paragraph.join(" ");
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    if text.is_empty() {
+        "invalid arguments".to_owned()
+    } else {
+        text.to_owned()
     }
 }
 

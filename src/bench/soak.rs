@@ -34,7 +34,9 @@ pub struct SoakOptions {
     /// Deletions whose ES delete fails forever.
     pub failing: usize,
     pub interval: Duration,
-    /// Cycles before RSS is judged (discovery and the failing deletions' retries happen first).
+    /// Least cycles of warm-up. Warm-up lasts at least that long *and* until every record is
+    /// discovered, however slow the machine: only then does the measured part (`cycles` more
+    /// cycles) begin.
     pub warmup_cycles: u64,
     pub workers: usize,
     pub es_concurrency: usize,
@@ -173,10 +175,6 @@ impl Drop for DaemonProcess {
 /// When the emulators cannot start, the daemon dies or stalls, or the ledger cannot be read.
 pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakReport> {
     anyhow::ensure!(options.cycles > 0, "--cycles must be at least 1");
-    anyhow::ensure!(
-        options.warmup_cycles < options.cycles,
-        "--warmup must be less than --cycles"
-    );
     let relay = RelayEmulator::start().await;
     let es = EsEmulator::start().await?;
     es.log().set_body_limit(0);
@@ -264,11 +262,15 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
     };
 
     let started = Instant::now();
-    let deadline =
-        started + options.interval * (options.cycles as u32) * 3 + Duration::from_secs(60);
-    let mut samples = Vec::with_capacity(options.cycles as usize);
+    // Only a bound for a daemon that stalls: the warm-up takes as long as discovery does.
+    let deadline = started
+        + options.interval * ((options.warmup_cycles + options.cycles) as u32) * 3
+        + Duration::from_secs(600);
+    let mut samples = Vec::with_capacity((options.warmup_cycles + options.cycles) as usize);
     let mut last = 0;
-    while last < options.cycles {
+    // The cycle after which the measured part began.
+    let mut warm_from: Option<u64> = None;
+    while warm_from.is_none_or(|from| last < from + options.cycles) {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if let Some(status) = daemon.0.try_wait()? {
             anyhow::bail!(
@@ -279,7 +281,7 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
         anyhow::ensure!(
             Instant::now() < deadline,
             "only {last} of {} cycles ran in time; daemon log:\n{}",
-            options.cycles,
+            options.warmup_cycles + options.cycles,
             tail(&log_path)
         );
         let seen = cycles_seen();
@@ -287,6 +289,12 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
             continue;
         }
         last = seen;
+        if warm_from.is_none()
+            && seen >= options.warmup_cycles
+            && discovery_done(&db, &es, options.records).await
+        {
+            warm_from = Some(seen);
+        }
         let (Some(rss_bytes), Some((open_fds, sockets))) = (rss_of(pid), fds_of(pid)) else {
             anyhow::bail!("cannot read /proc/{pid} (Linux only)");
         };
@@ -340,10 +348,11 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
     relay.shutdown().await;
     es.shutdown().await;
 
+    let warm_from = warm_from.unwrap_or(last);
     let warm: Vec<Sample> = samples
         .iter()
         .copied()
-        .filter(|s| s.cycle > options.warmup_cycles)
+        .filter(|s| s.cycle > warm_from)
         .collect();
     let warm = if warm.is_empty() {
         samples.clone()
@@ -392,7 +401,7 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
         cycles: last,
         records: options.records,
         interval_ms: options.interval.as_millis() as u64,
-        warmup_cycles: options.warmup_cycles,
+        warmup_cycles: warm_from,
         workers: options.workers,
         es_concurrency: options.es_concurrency,
         max_attempts: options.max_attempts,
@@ -405,6 +414,27 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
         indexed,
         daemon_exit_code: exit.code(),
         targets: Targets { pass, ..targets },
+    })
+}
+
+/// Whether every record is in ES and no discover job is left to run: the end of warm-up.
+async fn discovery_done(db: &Path, es: &EsEmulator, records: u64) -> bool {
+    if (es.doc_count(ES_INDEX) as u64) < records {
+        return false;
+    }
+    let Ok(ledger) = Ledger::open_read_only(LedgerOptions::new(db.to_string_lossy())).await else {
+        return false;
+    };
+    let stats = ledger.stats(crate::timestamp::Timestamp::now(), 0).await;
+    ledger.close().await;
+    stats.is_ok_and(|s| {
+        s.kinds
+            .get(JobKind::Discover.as_str())
+            .is_some_and(|states| {
+                ["pending", "running", "retrying"]
+                    .iter()
+                    .all(|state| states.get(*state).copied().unwrap_or(0) == 0)
+            })
     })
 }
 

@@ -1,5 +1,6 @@
 //! `gunsync bench`: prints measurements as JSON on stdout.
 
+use super::output::outln;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -57,9 +58,10 @@ enum What {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         es_concurrency: u16,
     },
-    /// The daemon (`gunsync run`, a child process) for N cycles against emulators with
-    /// --records records and --failing deletions whose ES delete fails forever; samples the
-    /// daemon's RSS and open fds each cycle and judges growth, fds and DELETEs per failing DID.
+    /// The daemon (`gunsync run`, a child process) against emulators with --records records and
+    /// --failing deletions whose ES delete fails forever: a warm-up until every record is
+    /// discovered (at least --warmup cycles), then N measured cycles; samples the daemon's RSS
+    /// and open fds each cycle and judges growth, fds and DELETEs per failing DID.
     Soak {
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         cycles: u64,
@@ -71,7 +73,8 @@ enum What {
         /// Cycle interval in milliseconds (GUN_SYNC_INTERVAL)
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..))]
         interval_ms: u64,
-        /// Cycles before RSS is judged (default: a fifth of --cycles)
+        /// Least warm-up cycles before the measured ones (default: a fifth of --cycles); the
+        /// warm-up also lasts until discovery is done
         #[arg(long)]
         warmup: Option<u64>,
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -115,7 +118,7 @@ pub async fn execute(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()>
                 }
             })
             .await?;
-            println!("{}", serde_json::to_string(&report)?);
+            outln!("{}", serde_json::to_string(&report)?)?;
         }
         What::Worker {
             jobs,
@@ -153,7 +156,7 @@ pub async fn execute(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()>
                 }
                 runs.push(run);
             }
-            println!("{}", serde_json::to_string(&SyncBench { runs })?);
+            outln!("{}", serde_json::to_string(&SyncBench { runs })?)?;
         }
         What::Soak {
             cycles,
@@ -189,7 +192,7 @@ pub async fn execute(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()>
                 progress_every: if verbose { 25 } else { 0 },
             };
             let report = bench::soak::soak(&std::env::current_exe()?, &options).await?;
-            println!("{}", serde_json::to_string(&report)?);
+            outln!("{}", serde_json::to_string(&report)?)?;
             if check && !report.targets.pass {
                 anyhow::bail!("soak missed a target: {:?}", report.targets);
             }
@@ -236,6 +239,6 @@ async fn run_worker_bench(
     )
     .await?;
     ledger.close().await;
-    println!("{}", serde_json::to_string(&report)?);
+    outln!("{}", serde_json::to_string(&report)?)?;
     Ok(())
 }

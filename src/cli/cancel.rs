@@ -1,5 +1,6 @@
 //! `gunsync cancel`: stop pending or retrying jobs before they run (`→ cancelled`).
 
+use super::output::out;
 use super::output::{id_list, not_found, plural};
 use super::{GlobalArgs, parse_ids};
 use crate::ledger::Cancelled;
@@ -28,7 +29,7 @@ pub async fn execute(args: CancelArgs, global: &GlobalArgs) -> anyhow::Result<()
     let result = ledger.cancel(&ids, Timestamp::now()).await;
     ledger.close().await;
     let report = result?;
-    print!("{}", render(&report));
+    out!("{}", render(&report))?;
     if report.missing.len() == ids.len() {
         return Err(not_found(&report.missing));
     }

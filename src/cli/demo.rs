@@ -1,6 +1,7 @@
 //! `gunsync demo`: run the daemon against in-process emulators of a GUN relay and Elasticsearch
 //! (no network needed), then print what happened and how to inspect the ledger.
 
+use super::output::outln;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,37 +30,37 @@ pub async fn execute(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()>
         verbose: !args.json,
     };
     if !args.json {
-        println!(
+        outln!(
             "gunsync demo: a GUN relay emulator with {} records in 6 type indexes and 7 deletions,\n\
              a strict Elasticsearch emulator whose DELETE fails (500) for 4 of them: 3 recover after\n\
              3 failures, 1 never does. Backoff 250 ms doubling to 2 s, 5 attempts, a cycle every 2 s.\n",
             6 * 8 + 2
-        );
+        )?;
     }
     let summary = demo::run(options).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?)?;
         return Ok(());
     }
     let db = summary.database.display();
-    println!(
+    outln!(
         "\nafter {:.1} s: {} sync cycles, {} documents in Elasticsearch",
         summary.elapsed_ms as f64 / 1000.0,
         summary.cycles,
         summary.es_documents
-    );
+    )?;
     for (kind, states) in &summary.states {
-        println!("  {kind:<9} jobs: {}", describe_states(states));
+        outln!("  {kind:<9} jobs: {}", describe_states(states))?;
     }
-    println!(
+    outln!(
         "\nfailing deletions (ES DELETE requests sent; no cycle re-sends a delete that is retrying):"
-    );
+    )?;
     for f in &summary.failing_deletions {
         let scripted = match f.failures {
             Some(n) => format!("fails {n}x then recovers"),
             None => "fails forever".into(),
         };
-        println!(
+        outln!(
             "  {}  [{scripted}]  {} DELETE requests, {} attempts -> {}{}",
             f.did,
             f.delete_requests,
@@ -70,9 +71,9 @@ pub async fn execute(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()>
                 .filter(|_| f.state == "dead")
                 .map(|e| format!("\n      last_error: {e}"))
                 .unwrap_or_default()
-        );
+        )?;
     }
-    println!(
+    outln!(
         "\ninspect the ledger:\n  \
          cargo run --release -- --database {db} jobs --state dead\n  \
          cargo run --release -- --database {db} stats\n  \
@@ -80,6 +81,6 @@ pub async fn execute(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()>
          sqlite3 {db} 'select * from recent_failures limit 10'\n\
          retry the dead ones:\n  \
          cargo run --release -- --database {db} requeue --state dead"
-    );
+    )?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `gunsync enqueue`: add one job by hand. An active job of the same kind and key makes it a
 //! no-op that reports the existing job (DESIGN §2), so it is safe to repeat.
 
+use super::output::outln;
 use anyhow::Context;
 use serde_json::Value;
 
@@ -79,14 +80,14 @@ pub async fn execute(args: EnqueueArgs, global: &GlobalArgs) -> anyhow::Result<(
                 .get_job(id)
                 .await?
                 .map_or_else(|| "active".to_string(), |(job, _)| job.state);
-            println!(
+            outln!(
                 "already queued: job {id} ({kind} {}) is {state}; nothing added",
                 args.key
-            );
+            )?;
             Ok(())
         }
         Ok(Enqueued::Created(id)) => {
-            println!("enqueued job {id} ({kind} {}), runnable now", args.key);
+            outln!("enqueued job {id} ({kind} {}), runnable now", args.key)?;
             Ok(())
         }
         Err(e) => Err(e),

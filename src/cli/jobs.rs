@@ -1,6 +1,7 @@
 //! `gunsync jobs`: list jobs, newest first, as a table or as JSON (DESIGN §6).
 
 use super::output::{Table, clip, print_json, relative};
+use super::output::{out, outln};
 use super::{GlobalArgs, parse_count, parse_kind, parse_state};
 use crate::ledger::{JobFilter, JobView};
 use crate::timestamp::Timestamp;
@@ -49,22 +50,22 @@ pub async fn execute(args: JobsArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         key: args.key,
         limit: if limit == 0 { u32::MAX } else { limit },
     };
-    let ledger = global.open_ledger().await?;
+    let ledger = global.open_ledger_read_only().await?;
     let jobs = ledger.list_jobs(&filter).await?;
     ledger.close().await;
     if args.json {
         return print_json(&jobs);
     }
     if jobs.is_empty() {
-        println!("no jobs match");
+        outln!("no jobs match")?;
         return Ok(());
     }
-    print!("{}", render(&jobs, Timestamp::now()));
+    out!("{}", render(&jobs, Timestamp::now()))?;
     if jobs.len() as u64 == u64::from(filter.limit) {
-        println!(
+        outln!(
             "(the {} newest; --limit N shows more, --limit 0 all)",
             jobs.len()
-        );
+        )?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! command migrates on open too; this one exists for deploy scripts that want it as a step.
 
 use super::GlobalArgs;
+use super::output::outln;
 
 /// Create the ledger, or upgrade its schema, and exit
 ///
@@ -19,10 +20,10 @@ pub struct MigrateArgs {}
 pub async fn execute(_args: MigrateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let ledger = global.open_ledger().await?;
     let version = ledger.schema_version().await?;
-    println!(
+    outln!(
         "ledger {} is up to date (schema version {version})",
         ledger.path().display()
-    );
+    )?;
     ledger.close().await;
     Ok(())
 }

@@ -7,7 +7,7 @@ mod demo;
 mod enqueue;
 mod jobs;
 mod migrate;
-mod output;
+pub mod output;
 mod prune;
 mod requeue;
 mod run;
@@ -42,8 +42,9 @@ pub struct Cli {
 /// Options every subcommand takes.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// The ledger: an SQLite file path or `sqlite:` URL (created if missing)
-    #[arg(long, global = true, env = "GUNSYNC_DATABASE", default_value = DEFAULT_DATABASE)]
+    /// The ledger: an SQLite file path or `sqlite:` URL (created if missing, except by the
+    /// commands that only read: jobs, show, stats)
+    #[arg(long, global = true, env = "GUNSYNC_DATABASE", default_value = DEFAULT_DATABASE, value_parser = parse_database)]
     pub database: String,
     /// SQLite `synchronous` setting: `full` survives power loss, `normal` is faster
     #[arg(
@@ -57,9 +58,39 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    /// Opens the ledger named by `--database`.
+    /// Opens the ledger named by `--database`, creating it if missing.
     pub async fn open_ledger(&self) -> anyhow::Result<Ledger> {
-        Ok(Ledger::open(LedgerOptions::new(&self.database).synchronous(self.synchronous)).await?)
+        Ok(Ledger::open(self.ledger_options()).await?)
+    }
+
+    /// Opens the existing ledger named by `--database` for reading only: a mistyped path is an
+    /// error ("no ledger at …"), never a new empty ledger; read-only media work.
+    pub async fn open_ledger_read_only(&self) -> anyhow::Result<Ledger> {
+        Ok(Ledger::open_read_only(self.ledger_options()).await?)
+    }
+
+    /// Opens the ledger for work (`run`, `sync`): it must pass `PRAGMA quick_check` first, so a
+    /// damaged file is refused before a damaged index can hide jobs.
+    pub async fn open_ledger_checked(&self) -> anyhow::Result<Ledger> {
+        let ledger = self.open_ledger().await?;
+        if let Err(e) = ledger.quick_check().await {
+            ledger.close().await;
+            return Err(e.into());
+        }
+        Ok(ledger)
+    }
+
+    fn ledger_options(&self) -> LedgerOptions {
+        LedgerOptions::new(&self.database).synchronous(self.synchronous)
+    }
+}
+
+/// `--database` must name something.
+fn parse_database(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Err("the database path is empty".into())
+    } else {
+        Ok(text.to_owned())
     }
 }
 

@@ -2,12 +2,42 @@
 //! scripts, and a progress bar for bulk work. Results go to stdout; the progress bar goes to
 //! stderr and only when stderr is a terminal, so pipes and logs never see it.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::timestamp::Timestamp;
+
+/// stdout was closed by its reader (`gunsync jobs | head -1`): the command stops, quietly and
+/// successfully, as a pipeline expects.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout closed by its reader")]
+pub struct StdoutClosed;
+
+/// Writes to stdout; a closed pipe becomes [`StdoutClosed`] instead of a panic.
+pub fn write_out(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
+    }
+}
+
+/// `print!` that returns an error instead of panicking when stdout is gone.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::output::write_out(format_args!($($arg)*)) };
+}
+
+/// `println!` that returns an error instead of panicking when stdout is gone.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+pub(crate) use {out, outln};
 
 /// A table whose columns are padded to the widest cell; the last column is never padded, so
 /// long keys and errors do not push trailing spaces.
@@ -139,7 +169,7 @@ pub fn id_list(ids: impl IntoIterator<Item = impl std::fmt::Display>, max: usize
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `gunsync prune`: delete finished jobs and their attempt history once they are old enough.
 //! The ledger deletes in batches of short transactions, so a running daemon keeps working.
 
+use super::output::outln;
 use std::time::Duration;
 
 use super::output::{plural, progress, relative};
@@ -54,12 +55,12 @@ pub async fn execute(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<()>
     bar.finish_and_clear();
     ledger.close().await;
     let pruned = result?;
-    println!(
+    outln!(
         "pruned {} and {} that finished before {cutoff} ({})",
         plural(pruned.jobs, "job", "jobs"),
         plural(pruned.attempts, "attempt", "attempts"),
         relative(cutoff, now)
-    );
+    )?;
     Ok(())
 }
 

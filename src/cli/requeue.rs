@@ -2,6 +2,7 @@
 //! does the guarded work in batches (never a running job, never a second active job per key);
 //! this command chooses the jobs, shows progress and says what it did and what it left alone.
 
+use super::output::out;
 use super::output::{id_list, not_found, plural, progress};
 use super::{GlobalArgs, UsageError, parse_ids, parse_kind, parse_state};
 use crate::ledger::{Requeue, RequeueReport};
@@ -79,7 +80,7 @@ pub async fn execute(args: RequeueArgs, global: &GlobalArgs) -> anyhow::Result<(
     }
     ledger.close().await;
     let report = result?;
-    print!("{}", render(&report, &request));
+    out!("{}", render(&report, &request))?;
     // Naming only ids that do not exist is an error, as for `show`; a partial hit is reported.
     if !has_filter && report.matched == 0 && !report.missing.is_empty() {
         return Err(not_found(&report.missing));

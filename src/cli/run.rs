@@ -25,7 +25,7 @@ pub async fn execute(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .validate()
         .and_then(|()| args.daemon.validate())
         .map_err(|e| UsageError(e.to_string()))?;
-    let ledger = global.open_ledger().await?;
+    let ledger = global.open_ledger_checked().await?;
     let daemon = Daemon::build(Arc::new(args.settings), args.daemon, ledger).await?;
     let shutdown = Shutdown::new();
     tokio::spawn(stop_on_signals(shutdown.clone()));

@@ -1,6 +1,7 @@
 //! `gunsync show ID`: one job, its whole attempt history, and in plain words why it is where it
 //! is and when it runs next. [`explain`] is pure, so every case is tested as a table row.
 
+use super::output::out;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -55,7 +56,7 @@ struct ShowJson<'a> {
 
 pub async fn execute(args: ShowArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let id: JobId = args.id.parse().map_err(UsageError)?;
-    let ledger = global.open_ledger().await?;
+    let ledger = global.open_ledger_read_only().await?;
     let found = ledger.get_job(id).await?;
     ledger.close().await;
     let (job, attempts) = found.ok_or_else(|| anyhow!("job {id} not found"))?;
@@ -68,7 +69,7 @@ pub async fn execute(args: ShowArgs, global: &GlobalArgs) -> anyhow::Result<()> 
             explanation: &explanation,
         });
     }
-    print!("{}", render(&job, &attempts, &explanation, now));
+    out!("{}", render(&job, &attempts, &explanation, now))?;
     Ok(())
 }
 

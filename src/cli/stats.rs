@@ -1,5 +1,6 @@
 //! `gunsync stats`: counts by state and kind, the runnable backlog and the last sync cycles.
 
+use super::output::out;
 use super::output::{Table, brief, precise, print_json, relative};
 use super::{GlobalArgs, parse_count};
 use crate::ledger::{JobState, Stats};
@@ -35,14 +36,14 @@ pub struct StatsArgs {
 
 pub async fn execute(args: StatsArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let cycles = parse_count("--cycles", &args.cycles)?;
-    let ledger = global.open_ledger().await?;
+    let ledger = global.open_ledger_read_only().await?;
     let now = Timestamp::now();
     let stats = ledger.stats(now, cycles).await?;
     ledger.close().await;
     if args.json {
         return print_json(&stats);
     }
-    print!("{}", render(&stats, now));
+    out!("{}", render(&stats, now))?;
     Ok(())
 }
 

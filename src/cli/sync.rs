@@ -4,6 +4,7 @@
 //! cycle, or never returned, would surprise someone. Exit 1 only when every peer failed; a
 //! failed peer is reported on stderr and in `sync_cycles`.
 
+use super::output::outln;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -40,7 +41,7 @@ pub async fn execute(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     args.settings
         .validate()
         .map_err(|e| UsageError(e.to_string()))?;
-    let ledger = global.open_ledger().await?;
+    let ledger = global.open_ledger_checked().await?;
     let services = Services::build(Arc::new(args.settings), ledger.clone())?;
     let shutdown = Shutdown::new();
     tokio::spawn(super::run::stop_on_signals(shutdown.clone()));
@@ -54,11 +55,11 @@ pub async fn execute(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     ledger.close().await;
 
     if args.json {
-        println!("{}", json!({ "cycle": cycle, "drain": drain }));
+        outln!("{}", json!({ "cycle": cycle, "drain": drain }))?;
     } else {
         for peer in &cycle.peers {
             let c = &peer.counts;
-            println!(
+            outln!(
                 "{}: {} deletions seen, {} records seen, {} delete and {} discover jobs enqueued, {} rejected{}",
                 peer.peer,
                 c.deletions_seen,
@@ -70,13 +71,17 @@ pub async fn execute(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<()> 
                     .as_deref()
                     .map(|e| format!(", error: {e}"))
                     .unwrap_or_default()
-            );
+            )?;
         }
         if let Some(d) = drain {
-            println!(
+            outln!(
                 "jobs run: {} ({} done, {} retrying later, {} dead, {} interrupted)",
-                d.ran, d.done, d.retrying, d.dead, d.interrupted
-            );
+                d.ran,
+                d.done,
+                d.retrying,
+                d.dead,
+                d.interrupted
+            )?;
         }
     }
     for peer in cycle.failed() {

@@ -1,7 +1,7 @@
-//! The daemon's HTTP endpoints (axum): `/healthz` (is the ledger reachable, when did the last
-//! cycle finish), `/metrics` (Prometheus text, job gauges refreshed from the ledger at scrape) and
-//! `/health/memory` (RSS and open-fd samples over time with their growth rate). Read-only: no
-//! endpoint changes the ledger.
+//! The daemon's HTTP endpoints (axum): `/healthz` (can the ledger be read *and written*, is a
+//! circuit open, when did the last cycle finish), `/metrics` (Prometheus text, job gauges
+//! refreshed from the ledger at scrape) and `/health/memory` (RSS and open-fd samples over time
+//! with their growth rate, taken on a timer only). Read-only: no endpoint changes the ledger.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::ledger::{JobKind, JobState, Ledger};
 use crate::shutdown::Shutdown;
 use crate::timestamp::Timestamp;
+use crate::worker::Breakers;
 
 /// Memory samples kept (at one per 10 s: the last hour).
 pub const MEMORY_SAMPLES: usize = 360;
@@ -44,15 +45,17 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 #[derive(Clone)]
 pub struct HttpState {
     ledger: Ledger,
+    breakers: Arc<Breakers>,
     metrics: PrometheusHandle,
     memory: Arc<MemoryTracker>,
     started: Instant,
 }
 
 impl HttpState {
-    pub fn new(ledger: Ledger, memory: Arc<MemoryTracker>) -> Self {
+    pub fn new(ledger: Ledger, breakers: Arc<Breakers>, memory: Arc<MemoryTracker>) -> Self {
         HttpState {
             ledger,
+            breakers,
             metrics: metrics_handle().clone(),
             memory,
             started: Instant::now(),
@@ -86,23 +89,48 @@ pub async fn serve(
         .await
 }
 
+/// `200` when the ledger reads and writes and no circuit is open; otherwise `503` with the
+/// reason in `error` (and the details in `ledger` / `circuits`).
 async fn healthz(State(state): State<HttpState>) -> Response {
     let uptime = state.started.elapsed().as_secs();
-    if let Err(e) = state.ledger.ping().await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "ledger": format!("error: {e}"), "uptimeSeconds": uptime})),
-        )
-            .into_response();
-    }
+    let health = state.ledger.health();
+    let circuits = state.breakers.open_circuits();
+    let ledger = match (
+        &health.corrupt,
+        &health.write_error,
+        state.ledger.ping().await,
+    ) {
+        (Some(corrupt), _, _) => Err(format!("corrupt: {corrupt}")),
+        (None, Some(failure), _) => Err(format!(
+            "writes failing since {}: {}",
+            failure.since, failure.error
+        )),
+        (None, None, Err(e)) => Err(format!("error: {e}")),
+        (None, None, Ok(())) => Ok(()),
+    };
     let last = state.ledger.last_cycle_finished_at().await.ok().flatten();
-    Json(json!({
-        "status": "ok",
-        "ledger": "ok",
+    let error = match (&ledger, circuits.first()) {
+        (Err(e), _) => Some(format!("ledger {e}")),
+        (Ok(()), Some(c)) => Some(format!(
+            "{} circuit open since {}: {}",
+            c.system, c.since, c.reason
+        )),
+        (Ok(()), None) => None,
+    };
+    let body = json!({
+        "status": if error.is_none() { "ok" } else { "unavailable" },
+        "ledger": ledger.as_ref().map_or_else(|e| e.clone(), |()| "ok".to_owned()),
+        "circuits": circuits,
+        "error": error,
         "lastCycleFinishedAt": last.map(|t| t.to_string()),
         "uptimeSeconds": uptime,
-    }))
-    .into_response()
+    });
+    let status = if error.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> Response {
@@ -124,6 +152,9 @@ async fn metrics_text(State(state): State<HttpState>) -> Response {
             metrics::gauge!("gunsync_oldest_runnable_age_seconds")
                 .set(stats.oldest_runnable_age_s.unwrap_or(0.0));
             metrics::gauge!("gunsync_expired_leases").set(stats.expired_leases as f64);
+            metrics::gauge!("gunsync_ledger_writes_failing").set(f64::from(u8::from(
+                state.ledger.health().write_error.is_some(),
+            )));
         }
         Err(e) => {
             warn!(error = %e, "ledger stats for /metrics failed");
@@ -134,6 +165,10 @@ async fn metrics_text(State(state): State<HttpState>) -> Response {
         metrics::gauge!("gunsync_last_cycle_finished_timestamp_seconds")
             .set(at.as_datetime().timestamp_millis() as f64 / 1000.0);
     }
+    let open = state.breakers.open_circuits();
+    let es = crate::jobs::ELASTICSEARCH;
+    let es_open = open.iter().any(|c| c.system == es);
+    metrics::gauge!("gunsync_circuit_open", "system" => es).set(f64::from(u8::from(es_open)));
     let sample = ProcessSample::now();
     if let Some(fds) = sample.open_fds {
         metrics::gauge!("process_open_fds").set(fds as f64);
@@ -149,8 +184,8 @@ async fn metrics_text(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
+/// The samples the timer took: a GET never takes one, so callers cannot distort the slope.
 async fn memory(State(state): State<HttpState>) -> Response {
-    state.memory.sample();
     Json(state.memory.report()).into_response()
 }
 

@@ -26,6 +26,9 @@ use crate::relay::{RelayClient, RelayError};
 use crate::search::{SearchClient, SearchError};
 use crate::worker::{JobError, JobRun, Registry};
 
+/// The name under which Elasticsearch failures open a circuit (`/healthz`, `/metrics`, `stats`).
+pub const ELASTICSEARCH: &str = "elasticsearch";
+
 /// What handlers share: built once per process, cloned by `Arc`.
 #[derive(Clone, Debug)]
 pub struct JobContext {
@@ -141,31 +144,13 @@ fn classified(
 /// only where the client did not already say it.
 fn during(what: impl Display, err: impl Into<JobError>) -> JobError {
     let what = what.to_string();
-    let prefix = |reason: String| {
+    err.into().map_reason(|reason| {
         if reason.contains(&what) {
             reason
         } else {
             format!("{what}: {reason}")
         }
-    };
-    match err.into() {
-        JobError::Transient {
-            reason,
-            retry_after,
-            http_status,
-        } => JobError::Transient {
-            reason: prefix(reason),
-            retry_after,
-            http_status,
-        },
-        JobError::Permanent {
-            reason,
-            http_status,
-        } => JobError::Permanent {
-            reason: prefix(reason),
-            http_status,
-        },
-    }
+    })
 }
 
 /// How an error names the relay it came from: `peer http://relay:8765` (with several peers,

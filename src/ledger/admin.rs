@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use super::model::JobId;
+use super::write::Track;
 use super::{JobKind, JobState, Ledger, LedgerError};
 use crate::timestamp::Timestamp;
 
@@ -93,7 +94,8 @@ impl Ledger {
             request.key,
         )
         .fetch_all(&self.reader)
-        .await?;
+        .await
+        .on_read(&self.health)?;
 
         let mut report = RequeueReport {
             matched: rows.len() as u64,
@@ -134,6 +136,7 @@ impl Ledger {
         let reset = request.reset_attempts;
         for chunk in candidates.chunks(ADMIN_BATCH) {
             let chunk_ids = serde_json::to_string(chunk).expect("ids serialize");
+            let mut tx = self.begin_write().await?;
             let done = sqlx::query_scalar!(
                 r#"UPDATE jobs
                    SET state = 'pending', run_at = ?2,
@@ -150,8 +153,10 @@ impl Ledger {
                 now,
                 reset,
             )
-            .fetch_all(&self.writer)
-            .await?;
+            .fetch_all(&mut *tx)
+            .await
+            .on_write(&self.health)?;
+            tx.commit().await?;
             report.skipped_duplicate += (chunk.len() - done.len()) as u64;
             report.requeued.extend(done.into_iter().map(JobId));
             progress(
@@ -177,7 +182,8 @@ impl Ledger {
                 chunk_ids,
             )
             .fetch_all(&self.reader)
-            .await?;
+            .await
+            .on_read(&self.health)?;
             blocked.extend(rows);
         }
         Ok(blocked)
@@ -188,6 +194,7 @@ impl Ledger {
         let mut report = Cancelled::default();
         for chunk in ids.chunks(ADMIN_BATCH) {
             let chunk_ids = ids_json(chunk).unwrap_or_else(|| "[]".into());
+            let mut tx = self.begin_write().await?;
             let done = sqlx::query_scalar!(
                 r#"UPDATE jobs SET state = 'cancelled', processed_at = ?2, updated_at = ?2
                    WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ('pending', 'retrying')
@@ -195,8 +202,10 @@ impl Ledger {
                 chunk_ids,
                 now,
             )
-            .fetch_all(&self.writer)
-            .await?;
+            .fetch_all(&mut *tx)
+            .await
+            .on_write(&self.health)?;
+            tx.commit().await?;
             report.cancelled.extend(done.into_iter().map(JobId));
         }
         let cancelled: HashSet<JobId> = report.cancelled.iter().copied().collect();
@@ -245,7 +254,8 @@ impl Ledger {
                 limit,
             )
             .fetch_all(&mut *tx)
-            .await?;
+            .await
+            .on_write(&self.health)?;
             let Some(last) = scanned.last() else {
                 tx.rollback().await?;
                 break;
@@ -262,14 +272,16 @@ impl Ledger {
                 chunk_ids
             )
             .execute(&mut *tx)
-            .await?
+            .await
+            .on_write(&self.health)?
             .rows_affected();
             pruned.jobs += sqlx::query!(
                 "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?1))",
                 chunk_ids
             )
             .execute(&mut *tx)
-            .await?
+            .await
+            .on_write(&self.health)?
             .rows_affected();
             tx.commit().await?;
             progress(pruned.jobs);
@@ -283,7 +295,8 @@ impl Ledger {
             id.0
         )
         .fetch_optional(&self.reader)
-        .await?;
+        .await
+        .on_read(&self.health)?;
         state
             .map(|s| {
                 s.parse()

@@ -2,6 +2,7 @@
 //! read and enqueued, and `/healthz` can tell when the last one finished.
 
 use super::model::bounded_error;
+use super::write::Track;
 use super::{Ledger, LedgerError};
 use crate::timestamp::Timestamp;
 
@@ -19,20 +20,26 @@ pub struct CycleCounts {
     pub records_seen: u64,
     pub delete_enqueued: u64,
     pub discover_enqueued: u64,
-    /// Entries skipped because a peer sent an invalid soul or DID.
+    /// Entries skipped because a peer sent an invalid soul or DID, or an index entry that does
+    /// not name its record.
     pub rejected: u64,
+    /// Deletion-registry entries of a peer not in `GUNSYNC_DELETION_PEERS`, ignored.
+    pub deletions_ignored: u64,
 }
 
 impl Ledger {
     /// Records that a cycle started on `peer`.
     pub async fn start_cycle(&self, peer: &str, now: Timestamp) -> Result<CycleId, LedgerError> {
+        let mut tx = self.begin_write().await?;
         let id = sqlx::query_scalar!(
             r#"INSERT INTO sync_cycles (peer, started_at) VALUES (?1, ?2) RETURNING id AS "id!: i64""#,
             peer,
             now,
         )
-        .fetch_one(&self.writer)
-        .await?;
+        .fetch_one(&mut *tx)
+        .await
+        .on_write(&self.health)?;
+        tx.commit().await?;
         Ok(CycleId(id))
     }
 
@@ -45,30 +52,34 @@ impl Ledger {
         now: Timestamp,
     ) -> Result<(), LedgerError> {
         let error = error.map(bounded_error);
-        let (deletions, records, deletes, discovers, rejected) = (
+        let (deletions, records, deletes, discovers, rejected, ignored) = (
             counts.deletions_seen as i64,
             counts.records_seen as i64,
             counts.delete_enqueued as i64,
             counts.discover_enqueued as i64,
             counts.rejected as i64,
+            counts.deletions_ignored as i64,
         );
+        let mut tx = self.begin_write().await?;
         sqlx::query!(
             "UPDATE sync_cycles
              SET finished_at = ?1, deletions_seen = ?2, records_seen = ?3, delete_enqueued = ?4,
-                 discover_enqueued = ?5, rejected = ?6, error = ?7
-             WHERE id = ?8",
+                 discover_enqueued = ?5, rejected = ?6, deletions_ignored = ?7, error = ?8
+             WHERE id = ?9",
             now,
             deletions,
             records,
             deletes,
             discovers,
             rejected,
+            ignored,
             error,
             id.0,
         )
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        .execute(&mut *tx)
+        .await
+        .on_write(&self.health)?;
+        tx.commit().await
     }
 
     /// When the most recent cycle finished (`None` = no cycle has finished yet).
@@ -76,7 +87,31 @@ impl Ledger {
         let at =
             sqlx::query_scalar!(r#"SELECT max(finished_at) AS "at: Timestamp" FROM sync_cycles"#)
                 .fetch_one(&self.reader)
-                .await?;
+                .await
+                .on_read(&self.health)?;
         Ok(at)
+    }
+
+    /// Deletes the records of cycles that started before `cutoff`, in short batches; returns
+    /// how many.
+    pub async fn prune_cycles(&self, cutoff: Timestamp) -> Result<u64, LedgerError> {
+        let mut pruned = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let deleted = sqlx::query!(
+                "DELETE FROM sync_cycles WHERE id IN (
+                     SELECT id FROM sync_cycles WHERE started_at < ?1 ORDER BY started_at LIMIT 500)",
+                cutoff,
+            )
+            .execute(&mut *tx)
+            .await
+            .on_write(&self.health)?
+            .rows_affected();
+            tx.commit().await?;
+            pruned += deleted;
+            if deleted < 500 {
+                return Ok(pruned);
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use super::model::{EnqueueReport, Enqueued, JobId, NewJob, Uniqueness};
+use super::write::Track;
 use super::{Ledger, LedgerError};
 use crate::timestamp::Timestamp;
 
@@ -35,7 +36,8 @@ impl Ledger {
             now,
         )
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .on_write(&self.health)?;
         let result = match created {
             Some(id) => Enqueued::Created(JobId(id)),
             None => {
@@ -46,7 +48,8 @@ impl Ledger {
                     job.key,
                 )
                 .fetch_one(&mut *tx)
-                .await?;
+                .await
+                .on_write(&self.health)?;
                 Enqueued::AlreadyQueued(JobId(id))
             }
         };
@@ -111,7 +114,8 @@ impl Ledger {
                 cutoff,
             )
             .execute(&mut *tx)
-            .await?
+            .await
+            .on_write(&self.health)?
             .rows_affected();
             tx.commit().await?;
             report.created += created;

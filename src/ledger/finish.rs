@@ -1,10 +1,11 @@
-//! Ending an attempt: `running → done | retrying | dead` (see `state.rs`), fenced by the lease
+//! Ending an attempt: `running → done | retrying | dead | pending` (see `state.rs`), fenced by the lease
 //! token. Many completions go in one transaction of two set-based statements, so batch workers
 //! and the benchmark pay one commit per batch, not per job.
 
 use serde_json::json;
 
 use super::model::{Completion, Finish, Finished, JobId, LeaseToken, bounded_error};
+use super::write::Track;
 use super::{JobState, Ledger, LedgerError};
 use crate::timestamp::Timestamp;
 
@@ -65,6 +66,9 @@ impl Ledger {
                         Finish::Dead { error, http_status } => {
                             ("dead", None, Some(bounded_error(error)), *http_status)
                         }
+                        Finish::Paused { error, http_status } => {
+                            ("paused", None, Some(bounded_error(error)), *http_status)
+                        }
                     };
                     json!({
                         "id": c.id.0,
@@ -83,7 +87,9 @@ impl Ledger {
         sqlx::query!(
             r#"INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome, error, http_status, leased_by, lease_token)
                SELECT j.id, j.attempts, j.leased_at, ?2,
-                      CASE WHEN b.outcome = 'retry' AND j.attempts >= j.max_attempts THEN 'dead' ELSE b.outcome END,
+                      CASE WHEN b.outcome = 'retry' AND j.attempts >= j.max_attempts THEN 'dead'
+                           WHEN b.outcome = 'paused' THEN 'interrupted'
+                           ELSE b.outcome END,
                       b.error, b.http_status, j.leased_by, j.lease_token
                FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'outcome' AS outcome,
                             value ->> 'error' AS error, value ->> 'http_status' AS http_status
@@ -94,15 +100,20 @@ impl Ledger {
             now,
         )
         .execute(&mut *tx)
-        .await?;
+        .await
+        .on_write(&self.health)?;
         let rows = sqlx::query!(
             r#"UPDATE jobs
                SET state = CASE WHEN b.outcome = 'retry' AND jobs.attempts >= jobs.max_attempts THEN 'dead'
                                 WHEN b.outcome = 'retry' THEN 'retrying'
+                                WHEN b.outcome = 'paused' THEN 'pending'
                                 ELSE b.outcome END,
-                   run_at = coalesce(b.run_at, jobs.run_at),
+                   -- a paused attempt does not count (the failure was the system's, not the job's)
+                   attempts = CASE WHEN b.outcome = 'paused' THEN max(jobs.attempts - 1, 0) ELSE jobs.attempts END,
+                   run_at = CASE WHEN b.outcome = 'paused' THEN ?2 ELSE coalesce(b.run_at, jobs.run_at) END,
                    last_error = coalesce(b.error, jobs.last_error),
-                   processed_at = CASE WHEN b.outcome = 'retry' AND jobs.attempts < jobs.max_attempts THEN NULL
+                   processed_at = CASE WHEN b.outcome = 'paused'
+                                         OR (b.outcome = 'retry' AND jobs.attempts < jobs.max_attempts) THEN NULL
                                        ELSE ?2 END,
                    lease_token = NULL, lease_expires_at = NULL, leased_by = NULL, leased_at = NULL, updated_at = ?2
                FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'outcome' AS outcome,
@@ -115,7 +126,8 @@ impl Ledger {
             now,
         )
         .fetch_all(&mut *tx)
-        .await?;
+        .await
+        .on_write(&self.health)?;
         tx.commit().await?;
         rows.into_iter()
             .map(|r| {

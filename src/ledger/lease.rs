@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::model::{JobId, LeaseToken, LeasedJob};
+use super::write::Track;
 use super::{Ledger, LedgerError};
 use crate::timestamp::Timestamp;
 
@@ -58,7 +59,8 @@ impl Ledger {
             max,
         )
         .fetch_all(&mut *tx)
-        .await?;
+        .await
+        .on_write(&self.health)?;
         tx.commit().await?;
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -94,6 +96,7 @@ impl Ledger {
         now: Timestamp,
     ) -> Result<(), LedgerError> {
         let token = token.as_str();
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query!(
             "UPDATE jobs SET lease_expires_at = ?1, updated_at = ?2
              WHERE id = ?3 AND lease_token = ?4 AND state = 'running'",
@@ -102,9 +105,11 @@ impl Ledger {
             id.0,
             token,
         )
-        .execute(&self.writer)
-        .await?
+        .execute(&mut *tx)
+        .await
+        .on_write(&self.health)?
         .rows_affected();
+        tx.commit().await?;
         fenced(changed, id)
     }
 
@@ -128,6 +133,7 @@ impl Ledger {
         }
         let token = token.as_str();
         let payload = payload.to_string();
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query!(
             "UPDATE jobs SET payload = ?1, updated_at = ?2
              WHERE id = ?3 AND lease_token = ?4 AND state = 'running'",
@@ -136,9 +142,11 @@ impl Ledger {
             id.0,
             token,
         )
-        .execute(&self.writer)
-        .await?
+        .execute(&mut *tx)
+        .await
+        .on_write(&self.health)?
         .rows_affected();
+        tx.commit().await?;
         fenced(changed, id)
     }
 
@@ -165,7 +173,8 @@ impl Ledger {
             token,
         )
         .execute(&mut *tx)
-        .await?;
+        .await
+        .on_write(&self.health)?;
         let changed = sqlx::query!(
             "UPDATE jobs
              SET state = 'pending', attempts = max(attempts - 1, 0), run_at = ?1, lease_token = NULL,
@@ -176,7 +185,8 @@ impl Ledger {
             token,
         )
         .execute(&mut *tx)
-        .await?
+        .await
+        .on_write(&self.health)?
         .rows_affected();
         if changed == 0 {
             tx.rollback().await?;
@@ -193,7 +203,8 @@ impl Ledger {
             r#"SELECT min(run_at) AS "at: Timestamp" FROM jobs WHERE state IN ('pending', 'retrying')"#
         )
         .fetch_one(&self.reader)
-        .await?;
+        .await
+        .on_read(&self.health)?;
         Ok(at)
     }
 
@@ -203,7 +214,8 @@ impl Ledger {
             r#"SELECT min(lease_expires_at) AS "at: Timestamp" FROM jobs WHERE state = 'running'"#
         )
         .fetch_one(&self.reader)
-        .await?;
+        .await
+        .on_read(&self.health)?;
         Ok(at)
     }
 }

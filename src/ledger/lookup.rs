@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
+use super::write::Track;
 use super::{JobKind, Ledger, LedgerError};
 
 /// Keys per lookup statement (one JSON array parameter).
@@ -20,7 +21,8 @@ impl Ledger {
             key,
         )
         .fetch_one(&self.reader)
-        .await?;
+        .await
+        .on_read(&self.health)?;
         Ok(found)
     }
 
@@ -42,7 +44,8 @@ impl Ledger {
                 kind,
             )
             .fetch_all(&self.reader)
-            .await?;
+            .await
+            .on_read(&self.health)?;
             found.extend(rows);
         }
         Ok(found)

@@ -18,14 +18,18 @@ pub mod model;
 pub mod query;
 mod reclaim;
 pub mod state;
+mod status;
+mod write;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Connection, SqliteConnection};
 
 pub use admin::{Cancelled, Pruned, Requeue, RequeueReport};
 pub use backoff::Backoff;
@@ -36,6 +40,10 @@ pub use model::{
 };
 pub use query::{AttemptView, CycleView, JobFilter, JobView, Stats};
 pub use state::{JobKind, JobState, UnknownName};
+pub use status::CircuitView;
+pub use write::{LedgerHealth, WriteFailure};
+
+use write::{Health, Track, WriteTx};
 
 /// Default ledger location (DESIGN §2).
 pub const DEFAULT_DATABASE: &str = "./data/gunsync.db";
@@ -91,6 +99,9 @@ impl LedgerOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LedgerError {
+    /// A command that only reads was pointed at a file that does not exist.
+    #[error("no ledger at {path} (check --database / GUNSYNC_DATABASE)")]
+    NoLedger { path: String },
     #[error("{path}: not a gunsync database ({reason})")]
     NotALedger { path: String, reason: String },
     #[error(
@@ -102,6 +113,18 @@ pub enum LedgerError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "{path}: the ledger has schema version {found}, older than this gunsync ({known}), and \
+         the file is read-only; run `gunsync migrate` where it is writable"
+    )]
+    SchemaTooOld {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    /// `PRAGMA quick_check` found damage: the file must not be worked on.
+    #[error("{path}: the ledger file is damaged ({problems}); restore it from a backup")]
+    Corrupt { path: String, problems: String },
     /// A fenced transition touched nothing: the lease expired and the job moved on. Expected
     /// control flow for a slow worker, not a failure of the ledger.
     #[error("lease lost: job {0} is no longer held by this lease")]
@@ -116,12 +139,24 @@ pub enum LedgerError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// The ledger. Cheap to clone: it is two connection pools.
+impl LedgerError {
+    /// Whether SQLite reported the file damaged: the caller must stop using this ledger.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            LedgerError::Corrupt { .. } => true,
+            LedgerError::Database(e) => write::is_corruption(e),
+            _ => false,
+        }
+    }
+}
+
+/// The ledger. Cheap to clone: two connection pools and a shared health record.
 #[derive(Clone, Debug)]
 pub struct Ledger {
     writer: SqlitePool,
     reader: SqlitePool,
     path: PathBuf,
+    health: Arc<Health>,
 }
 
 impl Ledger {
@@ -129,7 +164,8 @@ impl Ledger {
     ///
     /// # Errors
     /// [`LedgerError::NotALedger`] for a file that is not SQLite or holds another application's
-    /// tables, [`LedgerError::SchemaTooNew`] for a ledger written by a newer gunsync.
+    /// tables (checked before any setting of the file is changed),
+    /// [`LedgerError::SchemaTooNew`] for a ledger written by a newer gunsync.
     pub async fn open(options: LedgerOptions) -> Result<Ledger, LedgerError> {
         let base = connect_options(&options.database)?;
         let path = base.get_filename().to_path_buf();
@@ -139,15 +175,11 @@ impl Ledger {
                 reason: format!("cannot create {}: {e}", dir.display()),
             })?;
         }
-        let base = base
-            .busy_timeout(options.busy_timeout)
-            .synchronous(match options.synchronous {
-                Synchronous::Full => SqliteSynchronous::Full,
-                Synchronous::Normal => SqliteSynchronous::Normal,
-            })
-            .foreign_keys(true)
-            .pragma("temp_store", "memory");
+        let base = with_settings(base, &options);
         let display = path.display().to_string();
+        // Look at what the file holds before anything changes it (journal mode, schema).
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let found = inspect(base.clone().create_if_missing(true), &display, known, true).await?;
 
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -155,7 +187,6 @@ impl Ledger {
             .acquire_timeout(options.busy_timeout + Duration::from_secs(20))
             .connect_with(
                 base.clone()
-                    .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     // The writer touches every index on each transition: 16 MiB of page cache
                     // (readers keep SQLite's 2 MiB) bounds memory and keeps hot pages in it.
@@ -163,7 +194,9 @@ impl Ledger {
             )
             .await
             .map_err(|e| classify_open_error(&display, e))?;
-        migrate(&writer, &display).await?;
+        if found < known {
+            migrate(&writer, known).await?;
+        }
         let reader = SqlitePoolOptions::new()
             .max_connections(3)
             .min_connections(0)
@@ -175,6 +208,55 @@ impl Ledger {
             writer,
             reader,
             path,
+            health: Arc::default(),
+        })
+    }
+
+    /// Opens an existing ledger for reading only (`jobs`, `show`, `stats`): never creates a file
+    /// or a directory, never changes a setting of the file. A file that is not writable (read-only
+    /// media, a backup) is opened `immutable`. A ledger whose schema is older than this gunsync
+    /// is upgraded first when the file is writable.
+    ///
+    /// # Errors
+    /// [`LedgerError::NoLedger`] when the file does not exist; otherwise as [`Ledger::open`].
+    pub async fn open_read_only(options: LedgerOptions) -> Result<Ledger, LedgerError> {
+        let base = connect_options(&options.database)?;
+        let path = base.get_filename().to_path_buf();
+        let display = path.display().to_string();
+        if !path.is_file() {
+            return Err(LedgerError::NoLedger { path: display });
+        }
+        // Read-only media: SQLite cannot even take a shared lock there, so tell it the file
+        // cannot change under it.
+        let immutable = !writable(&path);
+        let base = with_settings(base, &options)
+            .read_only(true)
+            .create_if_missing(false)
+            .immutable(immutable);
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let found = inspect(base.clone(), &display, known, false).await?;
+        if found < known {
+            if immutable {
+                return Err(LedgerError::SchemaTooOld {
+                    path: display,
+                    found,
+                    known,
+                });
+            }
+            Ledger::open(options.clone()).await?.close().await;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .min_connections(0)
+            .acquire_timeout(options.busy_timeout + Duration::from_secs(20))
+            .connect_with(base)
+            .await
+            .map_err(|e| classify_open_error(&display, e))?;
+        Ok(Ledger {
+            writer: pool.clone(),
+            reader: pool,
+            path,
+            health: Arc::default(),
         })
     }
 
@@ -183,17 +265,68 @@ impl Ledger {
         &self.path
     }
 
+    /// What the writes (and any read that found damage) said about the database lately.
+    pub fn health(&self) -> LedgerHealth {
+        self.health.snapshot()
+    }
+
+    /// `PRAGMA quick_check`: the b-trees and pages are consistent (what `run` and `sync` check
+    /// before they work on a ledger). Takes a while on a large file: it reads every page.
+    ///
+    /// # Errors
+    /// [`LedgerError::Corrupt`] with SQLite's findings (the first few), or a database error.
+    pub async fn quick_check(&self) -> Result<(), LedgerError> {
+        let findings: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)")
+            .fetch_all(&self.reader)
+            .await
+            .on_read(&self.health)?;
+        if findings.len() == 1 && findings[0] == "ok" {
+            return Ok(());
+        }
+        Err(LedgerError::Corrupt {
+            path: self.path.display().to_string(),
+            problems: findings.join("; "),
+        })
+    }
+
     /// Closes both pools, checkpointing the WAL.
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
     }
 
-    /// Starts a write transaction that takes the write lock at once (`BEGIN IMMEDIATE`), so a
-    /// transaction never fails half-way on a lock upgrade.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, LedgerError> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// Starts a write transaction on the writer connection (see [`WriteTx`]).
+    async fn begin_write(&self) -> Result<WriteTx, LedgerError> {
+        WriteTx::begin(&self.writer, self.health.clone()).await
     }
+}
+
+/// Busy timeout, synchronous and the connection pragmas every connection of the ledger has.
+fn with_settings(base: SqliteConnectOptions, options: &LedgerOptions) -> SqliteConnectOptions {
+    base.busy_timeout(options.busy_timeout)
+        .synchronous(match options.synchronous {
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Normal => SqliteSynchronous::Normal,
+        })
+        .foreign_keys(true)
+        .pragma("temp_store", "memory")
+}
+
+/// Whether this process may write the file and create the WAL files beside it.
+fn writable(path: &Path) -> bool {
+    let file_ok = std::fs::OpenOptions::new().write(true).open(path).is_ok();
+    let dir_ok = path
+        .parent()
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .and_then(|d| std::fs::metadata(d).ok())
+        .is_some_and(|m| !m.permissions().readonly());
+    file_ok && dir_ok
 }
 
 fn connect_options(database: &str) -> Result<SqliteConnectOptions, LedgerError> {
@@ -223,26 +356,42 @@ fn classify_open_error(path: &str, error: sqlx::Error) -> LedgerError {
     }
 }
 
-/// Applies pending migrations, refusing databases that belong to something else or to a newer
-/// gunsync. Safe when two processes open a new ledger at once: the loser re-checks.
-async fn migrate(pool: &SqlitePool, path: &str) -> Result<(), LedgerError> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(|e| classify_open_error(path, e))?;
-    let has_migrations = tables.iter().any(|t| t == "_sqlx_migrations");
-    if !tables.is_empty() && !has_migrations {
-        return Err(LedgerError::NotALedger {
-            path: path.to_string(),
-            reason: format!("it holds other tables: {}", tables.join(", ")),
-        });
-    }
-    let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    if has_migrations {
+/// Opens one plain connection (no journal mode set) and returns the schema version the file
+/// holds (0 for an empty file), refusing files that belong to something else or to a newer
+/// gunsync. An empty new file gets `auto_vacuum = INCREMENTAL` here, the only moment SQLite
+/// accepts it cheaply, so `prune` can give space back.
+async fn inspect(
+    options: SqliteConnectOptions,
+    path: &str,
+    known: i64,
+    may_initialise: bool,
+) -> Result<i64, LedgerError> {
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .map_err(|e| classify_open_error(path, e))?;
+    let result = async {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| classify_open_error(path, e))?;
+        if tables.is_empty() {
+            if may_initialise {
+                sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+                    .execute(&mut conn)
+                    .await?;
+            }
+            return Ok(0);
+        }
+        if !tables.iter().any(|t| t == "_sqlx_migrations") {
+            return Err(LedgerError::NotALedger {
+                path: path.to_string(),
+                reason: format!("it holds other tables: {}", tables.join(", ")),
+            });
+        }
         let found: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
-            .fetch_one(pool)
+            .fetch_one(&mut conn)
             .await?;
         let found = found.unwrap_or(0);
         if found > known {
@@ -252,10 +401,16 @@ async fn migrate(pool: &SqlitePool, path: &str) -> Result<(), LedgerError> {
                 known,
             });
         }
-        if found == known {
-            return Ok(());
-        }
+        Ok(found)
     }
+    .await;
+    let _ = conn.close().await;
+    result
+}
+
+/// Applies pending migrations. Safe when two processes open a new ledger at once: the loser
+/// re-checks.
+async fn migrate(pool: &SqlitePool, known: i64) -> Result<(), LedgerError> {
     match MIGRATOR.run(pool).await {
         Ok(()) => Ok(()),
         Err(first) => {

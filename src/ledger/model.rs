@@ -185,6 +185,12 @@ pub enum Finish {
         error: String,
         http_status: Option<u16>,
     },
+    /// The failure was a system's, not the job's (a circuit opened): back to `pending`, runnable
+    /// now, and the attempt does not count (its history row says `interrupted`).
+    Paused {
+        error: String,
+        http_status: Option<u16>,
+    },
 }
 
 /// One job's finish, presented with the lease that proves the caller may finish it.

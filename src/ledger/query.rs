@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::model::JobId;
+use super::write::Track;
 use super::{JobKind, JobState, Ledger, LedgerError};
 use crate::timestamp::Timestamp;
 
@@ -74,6 +75,7 @@ pub struct CycleView {
     pub delete_enqueued: i64,
     pub discover_enqueued: i64,
     pub rejected: i64,
+    pub deletions_ignored: i64,
     pub error: Option<String>,
 }
 
@@ -91,6 +93,8 @@ pub struct Stats {
     pub oldest_runnable_age_s: Option<f64>,
     /// Running jobs whose lease expired (the reclaimer will return them).
     pub expired_leases: i64,
+    /// Systems whose circuit is open: work is paused until they answer again.
+    pub circuits: Vec<super::CircuitView>,
     pub last_cycles: Vec<CycleView>,
 }
 
@@ -163,7 +167,8 @@ impl Ledger {
             limit,
         )
         .fetch_all(&self.reader)
-        .await?;
+        .await
+        .on_read(&self.health)?;
         Ok(rows.into_iter().map(|r| r.into_view().0).collect())
     }
 
@@ -199,7 +204,8 @@ impl Ledger {
             id.0,
         )
         .fetch_optional(&self.reader)
-        .await?;
+        .await
+        .on_read(&self.health)?;
         let Some(row) = row else { return Ok(None) };
         let (job, leased_at) = row.into_view();
         let attempts = sqlx::query_as!(
@@ -211,7 +217,8 @@ impl Ledger {
             id.0,
         )
         .fetch_all(&self.reader)
-        .await?;
+        .await
+        .on_read(&self.health)?;
         let mut attempts = attempts;
         // The attempt in flight lives on the job row until it ends.
         if let (Some(started_at), "running") = (leased_at, job.state.as_str()) {
@@ -235,7 +242,8 @@ impl Ledger {
                FROM jobs GROUP BY kind, state"#
         )
         .fetch_all(&self.reader)
-        .await?;
+        .await
+        .on_read(&self.health)?;
         let mut states: BTreeMap<String, i64> = JobState::ALL
             .iter()
             .map(|s| (s.as_str().to_string(), 0))
@@ -253,13 +261,15 @@ impl Ledger {
             now,
         )
         .fetch_one(&self.reader)
-        .await?;
+        .await
+        .on_read(&self.health)?;
         let expired_leases = sqlx::query_scalar!(
             r#"SELECT count(*) AS "n!: i64" FROM jobs WHERE state = 'running' AND lease_expires_at <= ?1"#,
             now,
         )
         .fetch_one(&self.reader)
-        .await?;
+        .await
+        .on_read(&self.health)?;
         Ok(Stats {
             states,
             kinds,
@@ -267,6 +277,7 @@ impl Ledger {
             runnable: backlog.n,
             oldest_runnable_age_s: backlog.oldest.map(|t| now.since(t).as_secs_f64()),
             expired_leases,
+            circuits: self.circuits().await?,
             last_cycles: self.recent_cycles(cycles).await?,
         })
     }
@@ -274,17 +285,19 @@ impl Ledger {
     /// The most recent sync cycles, newest first.
     pub async fn recent_cycles(&self, limit: u32) -> Result<Vec<CycleView>, LedgerError> {
         let limit = i64::from(limit);
-        Ok(sqlx::query_as!(
+        sqlx::query_as!(
             CycleView,
             r#"SELECT id AS "id!: i64", peer AS "peer!: String", started_at AS "started_at!: Timestamp",
                       finished_at AS "finished_at: Timestamp", deletions_seen AS "deletions_seen!: i64",
                       records_seen AS "records_seen!: i64", delete_enqueued AS "delete_enqueued!: i64",
-                      discover_enqueued AS "discover_enqueued!: i64", rejected AS "rejected!: i64", error
+                      discover_enqueued AS "discover_enqueued!: i64", rejected AS "rejected!: i64",
+                      deletions_ignored AS "deletions_ignored!: i64", error
                FROM sync_cycles ORDER BY id DESC LIMIT ?1"#,
             limit,
         )
         .fetch_all(&self.reader)
-        .await?)
+        .await
+        .on_read(&self.health)
     }
 
     /// The schema version: the newest migration applied (for `gunsync migrate`).
@@ -293,7 +306,8 @@ impl Ledger {
             r#"SELECT max(version) AS "version: i64" FROM _sqlx_migrations WHERE success"#
         )
         .fetch_one(&self.reader)
-        .await?;
+        .await
+        .on_read(&self.health)?;
         Ok(version.unwrap_or(0))
     }
 
@@ -301,7 +315,8 @@ impl Ledger {
     pub async fn ping(&self) -> Result<(), LedgerError> {
         sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64""#)
             .fetch_one(&self.reader)
-            .await?;
+            .await
+            .on_read(&self.health)?;
         Ok(())
     }
 }
@@ -311,11 +326,12 @@ impl Ledger {
     /// holding real work).
     pub async fn count_jobs_outside(&self, prefix: &str) -> Result<i64, LedgerError> {
         let pattern = format!("{}%", prefix.replace('%', "\\%").replace('_', "\\_"));
-        Ok(sqlx::query_scalar!(
+        sqlx::query_scalar!(
             r#"SELECT count(*) AS "n!: i64" FROM jobs WHERE key NOT LIKE ?1 ESCAPE '\'"#,
             pattern
         )
         .fetch_one(&self.reader)
-        .await?)
+        .await
+        .on_read(&self.health)
     }
 }

@@ -3,6 +3,7 @@
 //! time ends `dead`.
 
 use super::model::Reclaimed;
+use super::write::Track;
 use super::{Ledger, LedgerError};
 use crate::timestamp::Timestamp;
 
@@ -22,7 +23,8 @@ impl Ledger {
             LEASE_EXPIRED,
         )
         .execute(&mut *tx)
-        .await?;
+        .await
+        .on_write(&self.health)?;
         let states = sqlx::query_scalar!(
             r#"UPDATE jobs
                SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'retrying' END,
@@ -35,7 +37,8 @@ impl Ledger {
             LEASE_EXPIRED,
         )
         .fetch_all(&mut *tx)
-        .await?;
+        .await
+        .on_write(&self.health)?;
         tx.commit().await?;
         let dead = states.iter().filter(|s| *s == "dead").count() as u64;
         Ok(Reclaimed {

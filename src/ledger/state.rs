@@ -10,6 +10,7 @@
 //! | `running`             | `dead`      | permanent error, or out of attempts   | [`Ledger::finish`] `Dead`      |
 //! | `running`             | `retrying`/`dead` | lease expired (worker died)     | [`Ledger::reclaim_expired`]    |
 //! | `running`             | `pending`   | graceful shutdown (attempt not burned) | [`Ledger::release`]           |
+//! | `running`             | `pending`   | a circuit opened (attempt not burned)  | [`Ledger::finish`] `Paused`   |
 //! | `pending`, `retrying` | `cancelled` | an operator                           | [`Ledger::cancel`]             |
 //! | `done`, `dead`, `cancelled`, `retrying` | `pending` | an operator          | [`Ledger::requeue`]            |
 //!

@@ -960,6 +960,7 @@ async fn cycles_are_recorded_with_their_counts() {
         delete_enqueued: 5,
         discover_enqueued: 9,
         rejected: 1,
+        ..Default::default()
     };
     ledger
         .finish_cycle(
@@ -1101,4 +1102,177 @@ async fn eight_concurrent_workers_complete_each_of_5000_jobs_exactly_once() {
             .await
             .unwrap();
     assert_eq!(attempts, 5000);
+}
+
+/// Caps the file at its current size on the writer connection, so the next write that needs a
+/// new page fails with `SQLITE_FULL` — what a full disk does — until the connection is replaced.
+async fn fill_the_disk(ledger: &Ledger) {
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(&ledger.writer)
+        .await
+        .unwrap();
+    // An integer the database itself reported: nothing to inject.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA max_page_count = {pages}"
+    )))
+    .execute(&ledger.writer)
+    .await
+    .unwrap();
+}
+
+fn many_jobs(n: usize, prefix: &str) -> Vec<NewJob> {
+    (0..n)
+        .map(|i| {
+            NewJob::new(JobKind::Discover, format!("did:gun:{prefix}:{i}"))
+                .payload(serde_json::json!({ "padding": "x".repeat(200) }))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_writes_without_wedging_the_writer() {
+    let (_dir, ledger) = ledger().await;
+    let now = Timestamp::now();
+    fill_the_disk(&ledger).await;
+    let err = ledger
+        .enqueue_many(&many_jobs(2000, "full"), Uniqueness::Active, now)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("full"), "{err}");
+    let health = ledger.health();
+    let failure = health.write_error.expect("the failure is reported");
+    assert!(failure.error.contains("full"), "{failure:?}");
+    assert!(health.corrupt.is_none());
+
+    // The failed transaction closed its connection; the next write gets a fresh one (here: one
+    // without the cap, as if space were freed) and the ledger is writable again at once.
+    let report = ledger
+        .enqueue_many(&many_jobs(2000, "after"), Uniqueness::Active, now)
+        .await
+        .expect("writes resume once space is back");
+    assert_eq!(report.created, 2000);
+    assert!(ledger.health().write_error.is_none(), "a success clears it");
+    let jobs = ledger.lease(params(10), now).await.unwrap();
+    assert_eq!(jobs.len(), 10, "the writer can lease and commit again");
+}
+
+#[tokio::test]
+async fn a_failed_single_statement_write_is_reported_and_cleared_by_the_next_success() {
+    let (_dir, ledger) = ledger().await;
+    let id = seed(&ledger, JobSeed::default()).await;
+    fill_the_disk(&ledger).await;
+    let big = serde_json::json!({ "saved": "y".repeat(64 * 1024) });
+    let leased = ledger.lease(params(1), Timestamp::now()).await.unwrap();
+    let err = ledger
+        .set_payload(id, &leased[0].lease_token, &big, Timestamp::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::Database(_)), "{err}");
+    assert!(ledger.health().write_error.is_some());
+    ledger
+        .set_payload(id, &leased[0].lease_token, &big, Timestamp::now())
+        .await
+        .expect("a fresh connection writes");
+    assert!(ledger.health().write_error.is_none());
+}
+
+#[tokio::test]
+async fn another_applications_database_is_refused_before_any_setting_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let err = Ledger::open(LedgerOptions::new(path.to_str().unwrap()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::NotALedger { .. }), "{err}");
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "delete", "the file's journal mode was left alone");
+    assert!(!dir.path().join("other.db-wal").exists());
+}
+
+#[tokio::test]
+async fn read_only_open_needs_an_existing_ledger_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo").join("gunsync.db");
+    let err = Ledger::open_read_only(LedgerOptions::new(missing.to_str().unwrap()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::NoLedger { .. }), "{err}");
+    assert!(err.to_string().starts_with("no ledger at "), "{err}");
+    assert!(
+        !dir.path().join("typo").exists(),
+        "no directory was created"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_ledger_on_read_only_media_can_be_inspected() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, ledger) = ledger().await;
+    let id = seed(&ledger, JobSeed::default()).await;
+    ledger.close().await;
+    let path = dir.path().join("ledger.db");
+    // Read-only media: neither the file nor its directory can be written.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let result = Ledger::open_read_only(LedgerOptions::new(path.to_str().unwrap())).await;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let readonly = result.expect("opens read-only");
+    assert_eq!(state_of(&readonly, id).await.state, "pending");
+    assert_eq!(readonly.stats(Timestamp::now(), 5).await.unwrap().total, 1);
+}
+
+#[tokio::test]
+async fn quick_check_passes_a_sound_ledger_and_names_the_damage_of_a_broken_one() {
+    let (dir, ledger) = ledger().await;
+    let keys: Vec<NewJob> = many_jobs(3000, "sound");
+    ledger
+        .enqueue_many(&keys, Uniqueness::Active, Timestamp::now())
+        .await
+        .unwrap();
+    ledger.quick_check().await.expect("a sound ledger passes");
+    let root: i64 =
+        sqlx::query_scalar("SELECT rootpage FROM sqlite_master WHERE name = 'jobs_by_kind_key'")
+            .fetch_one(&ledger.writer)
+            .await
+            .unwrap();
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&ledger.writer)
+        .await
+        .unwrap();
+    ledger.close().await;
+
+    // Flip the header bytes of the index's root page (page type, cell count), as a failing
+    // disk would.
+    let path = dir.path().join("ledger.db");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let start = ((root - 1) * page_size) as usize;
+    for b in &mut bytes[start..start + 8] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let damaged = Ledger::open(LedgerOptions::new(path.to_str().unwrap()))
+        .await
+        .unwrap();
+    let err = damaged.quick_check().await.unwrap_err();
+    assert!(matches!(err, LedgerError::Corrupt { .. }), "{err}");
+    assert!(err.is_corruption());
 }

@@ -21,6 +21,9 @@ use crate::shutdown::Shutdown;
 use crate::timestamp::Timestamp;
 use plan::{IndexRead, indexed_dids, plan_deletes, plan_discovers};
 
+/// How often the daemon prunes old `sync_cycles` rows.
+const CYCLE_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// What one cycle did on one peer.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PeerReport {
@@ -47,6 +50,7 @@ impl CycleReport {
             t.delete_enqueued += p.counts.delete_enqueued;
             t.discover_enqueued += p.counts.discover_enqueued;
             t.rejected += p.counts.rejected;
+            t.deletions_ignored += p.counts.deletions_ignored;
             t
         })
     }
@@ -120,8 +124,10 @@ impl Syncer {
     }
 
     /// Cycles every `interval` (the first at once) until `shutdown`; a cycle longer than the
-    /// interval delays the next, never overlaps it.
-    pub async fn run_loop(self, interval: Duration, shutdown: Shutdown) {
+    /// interval delays the next, never overlaps it. At most hourly, the records of cycles older
+    /// than `retention` are pruned.
+    pub async fn run_loop(self, interval: Duration, retention: Duration, shutdown: Shutdown) {
+        let mut pruned_at: Option<tokio::time::Instant> = None;
         loop {
             if shutdown.is_stopping() {
                 break;
@@ -129,6 +135,18 @@ impl Syncer {
             let next = tokio::time::Instant::now() + interval;
             if let Err(e) = self.run_cycle(&shutdown).await {
                 warn!(error = %e, "sync cycle could not be recorded");
+            }
+            if pruned_at.is_none_or(|at| at.elapsed() >= CYCLE_PRUNE_EVERY) {
+                pruned_at = Some(tokio::time::Instant::now());
+                match self
+                    .ledger
+                    .prune_cycles(Timestamp::now().minus(retention))
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => info!(cycles = n, "pruned old sync cycle records"),
+                    Err(e) => warn!(error = %e, "pruning old sync cycle records failed"),
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}

@@ -29,7 +29,8 @@ pub(super) enum Outcome {
 
 /// The transition for a handler's result: success is `Done`; a permanent error, or a transient
 /// one on the last allowed attempt, is `Dead`; any other transient error retries after the
-/// backoff for this attempt (raised to the peer's `Retry-After`).
+/// backoff for this attempt (raised to the peer's `Retry-After`); a systemic error gives the job
+/// back without counting the attempt (`Paused`: the pool's circuit decides when work resumes).
 pub fn decide(
     job: &LeasedJob,
     result: Result<(), JobError>,
@@ -44,6 +45,14 @@ pub fn decide(
             http_status,
         }) => Finish::Dead {
             error: reason,
+            http_status,
+        },
+        Err(JobError::Systemic {
+            system,
+            reason,
+            http_status,
+        }) => Finish::Paused {
+            error: format!("paused, {system} circuit open: {reason}"),
             http_status,
         },
         Err(JobError::Transient {
@@ -98,8 +107,17 @@ async fn run_and_record(
         ))),
         Some(handler) => {
             let work = AssertUnwindSafe(handler.run(&run)).catch_unwind();
+            let deadline = config.job_deadline;
             tokio::select! {
-                result = work => result.unwrap_or_else(|panic| Err(JobError::transient(format!("handler panicked: {}", panic_message(&*panic))))),
+                result = tokio::time::timeout(deadline, work) => match result {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(panic)) => Err(JobError::transient(format!("handler panicked: {}", panic_message(&*panic)))),
+                    // A budget, like a record's node and byte budgets: over it is dead at once.
+                    Err(_) => Err(JobError::permanent(format!(
+                        "job deadline exceeded: still running after {}s (GUNSYNC_JOB_DEADLINE_MS)",
+                        deadline.as_secs_f64()
+                    ))),
+                },
                 lost = keep_lease(&run.job, &ledger, config.lease_for) => {
                     warn!(error = %lost, "lease lost while running; abandoning the attempt");
                     return Outcome::LeaseLost;
@@ -115,6 +133,9 @@ async fn run_and_record(
     };
     let elapsed = started.elapsed();
     let job = run.job;
+    if let Err(JobError::Systemic { system, reason, .. }) = &result {
+        trip(&config, &ledger, system, reason).await;
+    }
     let policy = config.backoff_for(kind);
     let finish = decide(
         &job,
@@ -136,6 +157,9 @@ async fn run_and_record(
                 (JobState::Retrying, Finish::Retry { at, error, .. }) => {
                     warn!(elapsed_ms, error = %error, retry_at = %at, "job failed; will retry")
                 }
+                (JobState::Pending, Finish::Paused { error, .. }) => {
+                    info!(elapsed_ms, error = %error, "job given back; it runs when the circuit closes")
+                }
                 (JobState::Dead, Finish::Retry { error, .. } | Finish::Dead { error, .. }) => {
                     error!(elapsed_ms, error = %error, "job dead")
                 }
@@ -149,6 +173,13 @@ async fn run_and_record(
         _ => {}
     }
     outcome
+}
+
+/// Opens `system`'s circuit and, when that is news, records it in the ledger for `stats`.
+async fn trip(config: &WorkerConfig, ledger: &Ledger, system: &str, reason: &str) {
+    if let Some(transition) = config.breakers.trip(system, reason) {
+        super::pool::mirror(ledger, &[transition]).await;
+    }
 }
 
 /// Writes the finish, batched with other workers' by the completer; if that batch fails, alone,

@@ -6,7 +6,9 @@
 //! * `execute`: one job → one `Finish` (`decide` is pure and table-tested).
 //! * `completer`: group commit: results that end together are written in one transaction.
 //! * `rescuer`: reclaims expired leases at start-up and on a timer.
+//! * `breaker`: circuits of the systems jobs need; open ones pause leasing.
 
+pub mod breaker;
 mod completer;
 mod execute;
 mod pool;
@@ -22,12 +24,18 @@ use serde_json::Value;
 use crate::ledger::{Backoff, JobKind, LeasedJob, Ledger, LedgerError};
 use crate::timestamp::Timestamp;
 
+pub use breaker::Breakers;
 pub use execute::decide;
+
+/// Longest one attempt may run by default (`GUNSYNC_JOB_DEADLINE_MS`): well under the default
+/// lease × attempts (12 min), far over what a healthy record needs (seconds).
+pub const DEFAULT_JOB_DEADLINE: Duration = Duration::from_secs(300);
 pub use pool::{DrainReport, WorkerPool};
 pub use rescuer::reclaim_once;
 
 /// How a handler failed. The contract between handlers and the worker: transient errors retry on
-/// the backoff, permanent errors park the job `dead` at once with the reason.
+/// the backoff, permanent errors park the job `dead` at once with the reason, systemic errors
+/// give the job back without counting the attempt and open `system`'s circuit.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum JobError {
     #[error("{reason}")]
@@ -39,6 +47,14 @@ pub enum JobError {
     },
     #[error("{reason}")]
     Permanent {
+        reason: String,
+        http_status: Option<u16>,
+    },
+    /// The failure is the configuration's or the cluster's, not the job's (a wrong password, a
+    /// cluster refusing connections): every job would fail the same way.
+    #[error("{reason}")]
+    Systemic {
+        system: &'static str,
         reason: String,
         http_status: Option<u16>,
     },
@@ -60,11 +76,31 @@ impl JobError {
         }
     }
 
+    /// What went wrong, as it will be stored in `last_error`.
+    pub fn reason(&self) -> &str {
+        match self {
+            JobError::Transient { reason, .. }
+            | JobError::Permanent { reason, .. }
+            | JobError::Systemic { reason, .. } => reason,
+        }
+    }
+
+    /// The same error with its reason rewritten (to add context).
+    pub fn map_reason(mut self, f: impl FnOnce(String) -> String) -> Self {
+        let reason = match &mut self {
+            JobError::Transient { reason, .. }
+            | JobError::Permanent { reason, .. }
+            | JobError::Systemic { reason, .. } => reason,
+        };
+        *reason = f(std::mem::take(reason));
+        self
+    }
+
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            JobError::Transient { http_status, .. } | JobError::Permanent { http_status, .. } => {
-                *http_status
-            }
+            JobError::Transient { http_status, .. }
+            | JobError::Permanent { http_status, .. }
+            | JobError::Systemic { http_status, .. } => *http_status,
         }
     }
 }
@@ -145,6 +181,11 @@ pub struct WorkerConfig {
     pub reclaim_every: Duration,
     /// How long running jobs may take to finish after a stop before they are interrupted.
     pub shutdown_grace: Duration,
+    /// Longest one attempt may run (heartbeats included): past it the job is `dead`, so a job
+    /// cannot hold a slot forever.
+    pub job_deadline: Duration,
+    /// The circuits of the systems jobs need; while one is open the pool leases nothing.
+    pub breakers: Arc<Breakers>,
     /// Name shown as `leased_by`.
     pub name: String,
 }
@@ -159,6 +200,8 @@ impl Default for WorkerConfig {
             max_idle: Duration::from_secs(2),
             reclaim_every: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(25),
+            job_deadline: DEFAULT_JOB_DEADLINE,
+            breakers: Arc::default(),
             name: format!("{}:{}", hostname(), std::process::id()),
         }
     }

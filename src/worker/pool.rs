@@ -10,6 +10,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use super::breaker::Transition;
 use super::completer::Completer;
 use super::execute::{Outcome, execute};
 use super::{Registry, WorkerConfig, rescuer};
@@ -25,6 +26,8 @@ pub struct DrainReport {
     pub done: u64,
     pub retrying: u64,
     pub dead: u64,
+    /// Given back without counting the attempt because a circuit opened.
+    pub paused: u64,
     pub interrupted: u64,
 }
 
@@ -34,6 +37,7 @@ struct Counters {
     done: AtomicU64,
     retrying: AtomicU64,
     dead: AtomicU64,
+    paused: AtomicU64,
     interrupted: AtomicU64,
 }
 
@@ -43,6 +47,7 @@ impl Counters {
         let counter = match outcome {
             Outcome::Finished(JobState::Done) => &self.done,
             Outcome::Finished(JobState::Dead) => &self.dead,
+            Outcome::Finished(JobState::Pending) => &self.paused,
             Outcome::Finished(_) => &self.retrying,
             Outcome::Released | Outcome::LeaseLost | Outcome::Unrecorded => &self.interrupted,
         };
@@ -55,6 +60,7 @@ impl Counters {
             done: self.done.load(Ordering::Relaxed),
             retrying: self.retrying.load(Ordering::Relaxed),
             dead: self.dead.load(Ordering::Relaxed),
+            paused: self.paused.load(Ordering::Relaxed),
             interrupted: self.interrupted.load(Ordering::Relaxed),
         }
     }
@@ -93,20 +99,27 @@ impl WorkerPool {
     /// within `shutdown_grace`, and releases what is still running after that.
     ///
     /// # Errors
-    /// Only if the ledger fails at start-up; later ledger errors are logged and retried.
+    /// If the ledger fails at start-up, or turns out to be corrupt (the pool then stops as if
+    /// shut down, and reports it); other ledger errors are logged and retried.
     pub async fn run(self, shutdown: Shutdown) -> Result<DrainReport, LedgerError> {
         self.work(shutdown, Until::Stopped).await
     }
 
     /// Works jobs until none is runnable now and none is running (`sync --once --wait`), or until
-    /// `shutdown` stops it.
+    /// `shutdown` stops it. An open circuit ends the drain too: the paused jobs wait for the
+    /// daemon.
     pub async fn drain(self, shutdown: Shutdown) -> Result<DrainReport, LedgerError> {
         self.work(shutdown, Until::Idle).await
     }
 
     async fn work(self, shutdown: Shutdown, until: Until) -> Result<DrainReport, LedgerError> {
         rescuer::reclaim_once(&self.ledger, Timestamp::now()).await?;
+        // A pool starting up has seen no failure yet: what an earlier process recorded is stale.
+        if let Err(e) = self.ledger.record_circuit_closed(None).await {
+            warn!(error = %e, "clearing recorded circuits failed");
+        }
         let workers = self.config.workers.max(1);
+        let breakers = self.config.breakers.clone();
         let slots = Arc::new(Semaphore::new(workers));
         let tracker = TaskTracker::new();
         let counters = Arc::new(Counters::default());
@@ -119,9 +132,30 @@ impl WorkerPool {
         ));
         info!(workers, worker = %self.config.name, "worker pool started");
 
+        let mut corrupt = None;
         loop {
             if shutdown.is_stopping() {
                 break;
+            }
+            if let Some(problem) = self.ledger.health().corrupt {
+                error!(error = %problem, "the ledger is corrupt; no more leases");
+                corrupt = Some(problem);
+                shutdown.stop();
+                break;
+            }
+            if breakers.any_open() {
+                let running = workers - slots.available_permits();
+                if until == Until::Idle && running == 0 {
+                    break;
+                }
+                let wait = breakers.next_probe_in().unwrap_or_default();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.stopped() => break,
+                }
+                let changes = breakers.probe_due().await;
+                mirror(&self.ledger, &changes).await;
+                continue;
             }
             // Take a free slot before leasing, so a leased job never waits for one.
             let first = tokio::select! {
@@ -159,6 +193,21 @@ impl WorkerPool {
             };
             let leased = jobs.len();
             for job in jobs {
+                // A lease that is over before it starts (this host's clock jumped, or the
+                // statement took longer than the lease) would let another worker take the job
+                // while it runs here: give it back instead.
+                if job.lease_expires_at <= Timestamp::now() {
+                    warn!(job.id = %job.id, "lease already expired when granted; giving the job back");
+                    if let Err(e) = self
+                        .ledger
+                        .release(job.id, &job.lease_token, Timestamp::now())
+                        .await
+                    {
+                        warn!(job.id = %job.id, error = %e, "could not give the job back; its lease expires");
+                    }
+                    drop(permits.pop());
+                    continue;
+                }
                 let permit = permits.pop().expect("one permit per leased job");
                 let handler = job.kind().ok().and_then(|k| self.registry.get(k));
                 let (ledger, completer, config, shutdown, counters, finished) = (
@@ -229,9 +278,16 @@ impl WorkerPool {
             done = report.done,
             retrying = report.retrying,
             dead = report.dead,
+            paused = report.paused,
             "worker pool stopped"
         );
-        Ok(report)
+        match corrupt {
+            Some(problems) => Err(LedgerError::Corrupt {
+                path: self.ledger.path().display().to_string(),
+                problems,
+            }),
+            None => Ok(report),
+        }
     }
 
     /// How long to sleep when idle: until the earliest `run_at`, at most `max_idle`.
@@ -247,6 +303,24 @@ impl WorkerPool {
                 warn!(error = %e, "reading the next run time failed");
                 cap
             }
+        }
+    }
+}
+
+/// Mirrors circuit changes into the ledger, so `gunsync stats` in another process sees them.
+pub(super) async fn mirror(ledger: &Ledger, transitions: &[Transition]) {
+    for transition in transitions {
+        let now = Timestamp::now();
+        let result = match transition {
+            Transition::Opened(c) => {
+                ledger
+                    .record_circuit_open(&c.system, &c.reason, c.since, c.next_probe_at, now)
+                    .await
+            }
+            Transition::Closed(system) => ledger.record_circuit_closed(Some(system)).await,
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "recording a circuit change failed");
         }
     }
 }

@@ -94,6 +94,7 @@ async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledg
         delete_enqueued: 4,
         discover_enqueued: 5,
         rejected: 0,
+        ..Default::default()
     };
     ledger
         .finish_cycle(cycle, counts, None, earlier.plus(Duration::from_secs(2)))
