@@ -1,11 +1,11 @@
 //! `gunsync bench`: prints measurements as JSON on stdout.
 
-use super::output::outln;
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::Subcommand;
 
+use super::output::outln;
 use super::{GlobalArgs, UsageError};
 use crate::bench::soak::SoakOptions;
 use crate::bench::sync::{SyncBench, SyncBenchOptions};

@@ -1,7 +1,6 @@
 //! `gunsync cancel`: stop pending or retrying jobs before they run (`→ cancelled`).
 
-use super::output::out;
-use super::output::{id_list, not_found, plural};
+use super::output::{id_list, not_found, out, plural};
 use super::{GlobalArgs, parse_ids};
 use crate::ledger::Cancelled;
 use crate::timestamp::Timestamp;

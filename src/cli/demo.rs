@@ -1,11 +1,11 @@
 //! `gunsync demo`: run the daemon against in-process emulators of a GUN relay and Elasticsearch
 //! (no network needed), then print what happened and how to inspect the ledger.
 
-use super::output::outln;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::GlobalArgs;
+use super::output::outln;
 use crate::demo::{self, DemoOptions, describe_states};
 
 /// Run the daemon for a few seconds against local emulators and show the ledger it leaves

@@ -1,10 +1,10 @@
 //! `gunsync enqueue`: add one job by hand. An active job of the same kind and key makes it a
 //! no-op that reports the existing job (DESIGN §2), so it is safe to repeat.
 
-use super::output::outln;
 use anyhow::Context;
 use serde_json::Value;
 
+use super::output::outln;
 use super::{GlobalArgs, UsageError, parse_count, parse_kind};
 use crate::domain::Did;
 use crate::ledger::model::DEFAULT_MAX_ATTEMPTS;

@@ -1,7 +1,6 @@
 //! `gunsync jobs`: list jobs, newest first, as a table or as JSON (DESIGN §6).
 
-use super::output::{Table, clip, print_json, relative};
-use super::output::{out, outln};
+use super::output::{Table, clip, out, outln, print_json, relative};
 use super::{GlobalArgs, parse_count, parse_kind, parse_state};
 use crate::ledger::{JobFilter, JobView};
 use crate::timestamp::Timestamp;

@@ -1,19 +1,19 @@
 //! `gunsync prune`: delete finished jobs and their attempt history once they are old enough.
 //! The ledger deletes in batches of short transactions, so a running daemon keeps working.
 
-use super::output::outln;
 use std::time::Duration;
 
-use super::output::{plural, progress, relative};
+use super::output::{outln, plural, progress, relative};
 use super::{GlobalArgs, UsageError, parse_state};
 use crate::timestamp::Timestamp;
 
 /// Delete finished jobs (and their attempts) older than a duration
 ///
 /// Deletes done, dead and cancelled jobs whose processed_at is older than --older-than, together
-/// with their rows in job_attempts. Pending, retrying and running jobs are never pruned.
-/// --state narrows it to one finished state. DURATION is a number and a unit: 30m, 12h, 7d,
-/// 2weeks (humantime syntax).
+/// with their rows in job_attempts, and the sync_cycles records of cycles that started before it
+/// (the daemon also prunes those itself, after GUNSYNC_CYCLE_RETENTION_MS). Pending, retrying and
+/// running jobs are never pruned. --state narrows it to one finished state (and keeps the cycle
+/// records). DURATION is a number and a unit: 30m, 12h, 7d, 2weeks (humantime syntax).
 ///
 /// Note: a pruned delete job no longer stops the sync cycle from enqueuing its DID again.
 #[derive(Debug, clap::Args)]
@@ -53,13 +53,19 @@ pub async fn execute(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<()>
         .prune(cutoff, state, &mut |deleted| bar.set_position(deleted))
         .await;
     bar.finish_and_clear();
+    let cycles = match (&result, state) {
+        (Ok(_), None) => ledger.prune_cycles(cutoff).await,
+        _ => Ok(0),
+    };
     ledger.close().await;
     let pruned = result?;
+    let cycles = cycles?;
     outln!(
-        "pruned {} and {} that finished before {cutoff} ({})",
+        "pruned {} and {} that finished before {cutoff} ({}), and {}",
         plural(pruned.jobs, "job", "jobs"),
         plural(pruned.attempts, "attempt", "attempts"),
-        relative(cutoff, now)
+        relative(cutoff, now),
+        plural(cycles, "sync cycle record", "sync cycle records"),
     )?;
     Ok(())
 }

@@ -2,8 +2,7 @@
 //! does the guarded work in batches (never a running job, never a second active job per key);
 //! this command chooses the jobs, shows progress and says what it did and what it left alone.
 
-use super::output::out;
-use super::output::{id_list, not_found, plural, progress};
+use super::output::{id_list, not_found, out, plural, progress};
 use super::{GlobalArgs, UsageError, parse_ids, parse_kind, parse_state};
 use crate::ledger::{Requeue, RequeueReport};
 use crate::timestamp::Timestamp;

@@ -1,13 +1,12 @@
 //! `gunsync show ID`: one job, its whole attempt history, and in plain words why it is where it
 //! is and when it runs next. [`explain`] is pure, so every case is tested as a table row.
 
-use super::output::out;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use serde::Serialize;
 
-use super::output::{Table, precise, print_json, relative};
+use super::output::{Table, out, precise, print_json, relative};
 use super::{GlobalArgs, UsageError};
 use crate::ledger::{AttemptView, Backoff, JobId, JobView};
 

@@ -1,7 +1,6 @@
 //! `gunsync stats`: counts by state and kind, the runnable backlog and the last sync cycles.
 
-use super::output::out;
-use super::output::{Table, brief, precise, print_json, relative};
+use super::output::{Table, brief, out, precise, print_json, relative};
 use super::{GlobalArgs, parse_count};
 use crate::ledger::{JobState, Stats};
 use crate::timestamp::Timestamp;

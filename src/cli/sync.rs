@@ -4,11 +4,11 @@
 //! cycle, or never returned, would surprise someone. Exit 1 only when every peer failed; a
 //! failed peer is reported on stderr and in `sync_cycles`.
 
-use super::output::outln;
 use std::sync::Arc;
 
 use serde_json::json;
 
+use super::output::outln;
 use super::{GlobalArgs, UsageError};
 use crate::config::Settings;
 use crate::daemon::Services;

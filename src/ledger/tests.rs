@@ -1222,24 +1222,6 @@ async fn read_only_open_needs_an_existing_ledger_and_creates_nothing() {
     );
 }
 
-#[cfg(unix)]
-#[tokio::test]
-async fn a_ledger_on_read_only_media_can_be_inspected() {
-    use std::os::unix::fs::PermissionsExt;
-    let (dir, ledger) = ledger().await;
-    let id = seed(&ledger, JobSeed::default()).await;
-    ledger.close().await;
-    let path = dir.path().join("ledger.db");
-    // Read-only media: neither the file nor its directory can be written.
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
-    let result = Ledger::open_read_only(LedgerOptions::new(path.to_str().unwrap())).await;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let readonly = result.expect("opens read-only");
-    assert_eq!(state_of(&readonly, id).await.state, "pending");
-    assert_eq!(readonly.stats(Timestamp::now(), 5).await.unwrap().total, 1);
-}
-
 #[tokio::test]
 async fn quick_check_passes_a_sound_ledger_and_names_the_damage_of_a_broken_one() {
     let (dir, ledger) = ledger().await;
