@@ -9,6 +9,7 @@ mod cli;
 mod daemon;
 mod delete;
 mod discover;
+mod disk;
 mod faults;
 mod helpers;
 mod kill_matrix;

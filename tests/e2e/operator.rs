@@ -18,14 +18,11 @@ fn read_commands_on_a_mistyped_path_fail_and_create_nothing() {
     let typo = app.dir().join("dta").join("gunsync.db");
     for command in [&["stats"][..], &["jobs"], &["show", "1"]] {
         let run = app
-            .cli(
-                ["--database", typo.to_str().unwrap()]
-                    .iter()
-                    .chain(command),
-            )
+            .cli(["--database", typo.to_str().unwrap()].iter().chain(command))
             .fails_with(1);
         assert!(
-            run.stderr.contains(&format!("no ledger at {}", typo.display())),
+            run.stderr
+                .contains(&format!("no ledger at {}", typo.display())),
             "{command:?}: {}",
             run.stderr
         );
@@ -48,7 +45,11 @@ async fn another_applications_database_is_refused_and_left_in_its_journal_mode()
         .unwrap();
     conn.close().await.unwrap();
 
-    for command in [&["stats"][..], &["migrate"], &["requeue", "--state", "dead"]] {
+    for command in [
+        &["stats"][..],
+        &["migrate"],
+        &["requeue", "--state", "dead"],
+    ] {
         let run = app.cli(command).fails_with(1);
         assert!(
             run.stderr.contains("not a gunsync database"),
@@ -110,7 +111,11 @@ fn a_missing_argument_is_named_on_the_one_line() {
 fn an_empty_database_path_and_an_absurd_concurrency_are_usage_errors() {
     let app = TestApp::new();
     let run = app.cli(["--database", "", "stats"]).fails_with(2);
-    assert!(run.stderr.contains("database path is empty"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("database path is empty"),
+        "{}",
+        run.stderr
+    );
     let run = Command::new(BIN)
         .args(["sync", "--once"])
         .env("GUNSYNC_DATABASE", &app.db)
@@ -130,11 +135,10 @@ async fn a_ledger_on_read_only_media_can_still_be_inspected() {
     };
     let db = disk.path().join("gunsync.db");
     let app = TestApp::new();
-    let ledger = gunsync::ledger::Ledger::open(gunsync::ledger::LedgerOptions::new(
-        db.to_str().unwrap(),
-    ))
-    .await
-    .unwrap();
+    let ledger =
+        gunsync::ledger::Ledger::open(gunsync::ledger::LedgerOptions::new(db.to_str().unwrap()))
+            .await
+            .unwrap();
     let id = pending(&ledger, JobKind::Delete, "did:gun:a1b2c3d4e5f6:ro-1").await;
     ledger.close().await;
     disk.make_read_only();

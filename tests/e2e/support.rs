@@ -98,13 +98,23 @@ impl TestApp {
 
     /// Starts `gunsync run` on a free port.
     pub fn spawn_daemon(&self) -> Daemon {
+        self.spawn_daemon_with(if std::env::var("TEST_LOG").is_err() {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        })
+    }
+
+    /// Starts `gunsync run` with its stderr captured, for [`Daemon::exit_and_stderr`].
+    pub fn spawn_daemon_capturing_stderr(&self) -> Daemon {
+        self.spawn_daemon_with(Stdio::piped())
+    }
+
+    fn spawn_daemon_with(&self, stderr: Stdio) -> Daemon {
         let port = free_port();
         let mut cmd = self.command(&["run"]);
         cmd.env("GUNSYNC_LISTEN", format!("127.0.0.1:{port}"));
-        if std::env::var("TEST_LOG").is_err() {
-            cmd.stderr(Stdio::null());
-        }
-        cmd.stdout(Stdio::null());
+        cmd.stderr(stderr).stdout(Stdio::null());
         Daemon {
             child: cmd.spawn().unwrap(),
             port,
@@ -214,6 +224,19 @@ impl Daemon {
             .expect("daemon did not exit in time")
             .unwrap()
             .code()
+    }
+
+    /// Waits for the exit of a daemon started with [`TestApp::spawn_daemon_capturing_stderr`]:
+    /// its exit code and everything it logged.
+    pub async fn exit_and_stderr(self, within: Duration) -> (Option<i32>, String) {
+        let output = tokio::time::timeout(within, self.child.wait_with_output())
+            .await
+            .expect("daemon did not exit in time")
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 
     /// GET `path` as JSON once the daemon answers.

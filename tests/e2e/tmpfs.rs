@@ -15,7 +15,13 @@ impl Tmpfs {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().to_path_buf();
         let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(&path)
             .output();
         match mounted {
