@@ -280,7 +280,7 @@ fn ok_with(body: &str) -> Fault {
 }
 
 #[tokio::test]
-async fn a_2xx_read_answer_that_is_not_elasticsearchs_is_permanent() {
+async fn a_2xx_read_answer_that_is_not_elasticsearchs_is_transient() {
     let (es, client) = start().await;
     es.put_doc("records", DID, record());
     for fault in [
@@ -295,7 +295,7 @@ async fn a_2xx_read_answer_that_is_not_elasticsearchs_is_permanent() {
             matches!(err, SearchError::Malformed { .. }),
             "{fault:?}: {err:?}"
         );
-        assert!(!err.is_transient(), "{fault:?}");
+        assert!(err.is_transient(), "{fault:?}");
         assert!(!err.is_systemic(), "{fault:?}");
         assert!(
             err.to_string()
@@ -303,11 +303,12 @@ async fn a_2xx_read_answer_that_is_not_elasticsearchs_is_permanent() {
             "{err}"
         );
     }
+    // The next attempt reaches Elasticsearch.
     assert_eq!(client.get(DID).await.unwrap(), Some(record()));
 }
 
 #[tokio::test]
-async fn a_write_success_without_an_elasticsearch_answer_is_not_believed() {
+async fn a_write_success_without_an_elasticsearch_answer_is_not_believed_and_is_retried() {
     let (es, client) = start().await;
     let body = json!({"data": {}, "oip": {}});
     for fault in [
@@ -325,14 +326,14 @@ async fn a_write_success_without_an_elasticsearch_answer_is_not_believed() {
             matches!(err, SearchError::Malformed { .. }),
             "{fault:?}: {err:?}"
         );
-        assert!(!err.is_transient(), "{fault:?}");
+        assert!(err.is_transient(), "{fault:?}");
         assert!(err.to_string().starts_with(&format!("index {DID}: ")));
         let err = client.delete(DID).await.unwrap_err();
         assert!(
             matches!(err, SearchError::Malformed { .. }),
             "{fault:?}: {err:?}"
         );
-        assert!(!err.is_transient(), "{fault:?}");
+        assert!(err.is_transient(), "{fault:?}");
         assert!(err.to_string().starts_with(&format!("delete {DID}: ")));
     }
     // Nothing was stored: a job that took these for success would have lost the write.

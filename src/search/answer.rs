@@ -149,7 +149,7 @@ mod tests {
                 matches!(&err, SearchError::Malformed { detail: d, .. } if d.starts_with(detail)),
                 "{body}: {err:?}"
             );
-            assert!(!err.is_transient());
+            assert!(err.is_transient());
         }
     }
 

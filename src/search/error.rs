@@ -103,7 +103,7 @@ pub enum SearchError {
     },
 
     /// A success status whose body is not what Elasticsearch sends (not JSON, no `result`, an
-    /// unexpected `result` or status).
+    /// unexpected `result` or status): a restarting proxy answers like that.
     #[error("{context}: malformed response from elasticsearch: {detail}")]
     Malformed { context: Context, detail: String },
 
@@ -114,16 +114,15 @@ pub enum SearchError {
 
 impl SearchError {
     /// Whether a retry may succeed: a transport failure (connect, DNS, TLS, timeout, reset,
-    /// interrupted body), 5xx, 429, 408. Everything else (other 4xx, redirects, malformed or
-    /// oversized bodies, invalid requests) is permanent.
+    /// interrupted body), 5xx, 429, 408, or a 2xx whose body is not Elasticsearch's answer.
+    /// Everything else (other 4xx, redirects, oversized bodies, invalid requests) is permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Transport { .. } => true,
+            Self::Transport { .. } | Self::Malformed { .. } => true,
             Self::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             Self::Build(_)
             | Self::InvalidRequest { .. }
             | Self::Redirect { .. }
-            | Self::Malformed { .. }
             | Self::Oversized { .. } => false,
         }
     }
@@ -306,7 +305,7 @@ mod tests {
             (transport(Reset), true, false),
             (transport(Body), true, false),
             (transport(Other), true, false),
-            (malformed, false, false),
+            (malformed, true, false),
             (oversized, false, false),
             (redirect, false, false),
             (invalid, false, false),
