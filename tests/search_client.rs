@@ -1,22 +1,27 @@
-//! `SearchClient` against the strict ES 8 emulator: the DESIGN §4 contract (delete 404 is done,
-//! no client-only query parameters), failure classification, body limits, auth and the
-//! concurrency cap.
+//! `SearchClient` against the strict ES 8 emulator and small fake servers: the DESIGN §4
+//! contract (delete 404 is done, no client-only query parameters), failure classification
+//! (transient, systemic), capped and chunked bodies, redirects, auth and the concurrency cap.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::IntoResponse;
+use gunsync::demo::es_doc_path;
 use gunsync::emulator::es::EsEmulator;
 use gunsync::emulator::faults::{Fault, FaultRule};
-use gunsync::search::{DeleteOutcome, Refresh, SearchClient, SearchError, SearchOptions};
+use gunsync::search::{
+    DeleteOutcome, Refresh, SearchClient, SearchError, SearchOptions, TransportKind,
+};
 use gunsync::secret::Secret;
 use serde_json::{Value, json};
 
 const DID: &str = "did:gun:0123456789ab:post-1";
-/// How the crate puts `DID` in a path: `:` and `/` percent-encoded.
+/// How the client puts `DID` in a path: `:` percent-encoded, one segment.
 const DID_PATH: &str = "/records/_doc/did%3Agun%3A0123456789ab%3Apost-1";
 
 fn options(es: &EsEmulator) -> SearchOptions {
@@ -33,11 +38,64 @@ async fn start() -> (EsEmulator, SearchClient) {
     (es, client)
 }
 
+fn client_for(url: url::Url) -> SearchClient {
+    SearchClient::new(SearchOptions {
+        url,
+        timeout: Duration::from_secs(10),
+        ..SearchOptions::default()
+    })
+    .unwrap()
+}
+
 fn record() -> Value {
     json!({
         "data": { "basic": { "name": "a post" } },
         "oip": { "did": DID, "didTx": DID, "storage": "gun", "recordType": "post" }
     })
+}
+
+/// Serve `router` on `127.0.0.1:<free port>` for the rest of the test.
+async fn serve(router: axum::Router) -> url::Url {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    url
+}
+
+/// A fake ES that answers every request `status`, with a `Location` naming the same path under
+/// `target` (none when `target` is `None`), and counts the requests it got.
+async fn redirector(status: StatusCode, target: Option<url::Url>) -> (url::Url, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen = hits.clone();
+    let router = axum::Router::new().fallback(move |uri: Uri| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        let location = target
+            .as_ref()
+            .map(|target| target.join(&uri.path()[1..]).unwrap().to_string());
+        async move {
+            let mut response = status.into_response();
+            if let Some(location) = location {
+                response
+                    .headers_mut()
+                    .insert(header::LOCATION, location.parse().unwrap());
+            }
+            response
+        }
+    });
+    (serve(router).await, hits)
+}
+
+fn transport_kind(err: &SearchError) -> Option<TransportKind> {
+    match err {
+        SearchError::Transport { kind, .. } => Some(*kind),
+        _ => None,
+    }
 }
 
 #[tokio::test]
@@ -48,19 +106,33 @@ async fn indexed_document_can_be_read_back() {
     assert_eq!(client.get(DID).await.unwrap(), Some(record()));
     assert!(client.exists(DID).await.unwrap());
     assert_eq!(es.doc("records", DID), Some(record()));
-    assert_eq!(es.count("POST", DID_PATH), 1);
+    assert_eq!(es.count("PUT", DID_PATH), 1);
 }
 
 #[tokio::test]
-async fn ids_with_slashes_and_colons_are_one_path_segment() {
+async fn ids_with_reserved_characters_stay_one_path_segment() {
     let (es, client) = start().await;
-    let did = "did:gun:abc/def:1";
-    client.index(did, &record(), Refresh::No).await.unwrap();
-    assert_eq!(es.doc("records", did), Some(record()));
-    assert_eq!(
-        es.requests()[0].path,
-        "/records/_doc/did%3Agun%3Aabc%2Fdef%3A1"
-    );
+    let ids = [
+        "did:gun:abc/def:1",
+        "did:gun:abc:a/../b",
+        "did:gun:abc:q?refresh=true&ignore=404",
+        "did:gun:abc:frag#ment",
+        "did:gun:abc:100%25",
+        "did:gun:abc:two words+plus",
+    ];
+    for id in ids {
+        client.index(id, &record(), Refresh::No).await.unwrap();
+        assert_eq!(es.doc("records", id), Some(record()), "{id}");
+        assert_eq!(client.get(id).await.unwrap(), Some(record()), "{id}");
+        let last = es.requests().pop().unwrap();
+        assert_eq!(last.path, es_doc_path("records", id), "{id}");
+        assert_eq!(last.query, None, "{id}");
+    }
+    assert_eq!(es.doc_count("records"), ids.len());
+    for id in ids {
+        assert_eq!(client.delete(id).await.unwrap(), DeleteOutcome::Deleted);
+    }
+    assert_eq!(es.doc_count("records"), 0);
 }
 
 #[tokio::test]
@@ -83,7 +155,7 @@ async fn delete_of_missing_document_counts_as_done() {
 }
 
 #[tokio::test]
-async fn strict_emulator_rejects_ignore_param_and_the_client_never_sends_one() {
+async fn the_strict_emulator_never_sees_a_query_parameter_but_refresh() {
     let (es, client) = start().await;
     let mut url = es.url().join(&DID_PATH[1..]).unwrap();
     url.set_query(Some("ignore=404"));
@@ -106,6 +178,8 @@ async fn strict_emulator_rejects_ignore_param_and_the_client_never_sends_one() {
     client.exists(DID).await.unwrap();
     client.delete(DID).await.unwrap();
     client.delete(DID).await.unwrap();
+    client.get(DID).await.unwrap();
+    client.exists(DID).await.unwrap();
     client.ping().await.unwrap();
     assert_eq!(client.cluster_health().await.unwrap(), "green");
 
@@ -115,12 +189,14 @@ async fn strict_emulator_rejects_ignore_param_and_the_client_never_sends_one() {
         .map(|r| (r.method, r.query))
         .collect();
     let expected: Vec<(String, Option<String>)> = vec![
-        ("POST".into(), None),
-        ("POST".into(), Some("refresh=wait_for".into())),
+        ("PUT".into(), None),
+        ("PUT".into(), Some("refresh=wait_for".into())),
         ("GET".into(), None),
         ("HEAD".into(), None),
         ("DELETE".into(), None),
         ("DELETE".into(), None),
+        ("GET".into(), None),
+        ("HEAD".into(), None),
         ("HEAD".into(), None),
         ("GET".into(), None),
     ];
@@ -133,11 +209,12 @@ async fn strict_emulator_rejects_ignore_param_and_the_client_never_sends_one() {
 }
 
 #[tokio::test]
-async fn server_error_is_transient_with_its_status() {
+async fn server_error_is_transient_with_its_status_and_not_systemic() {
     let (es, client) = start().await;
     es.fail_next(1, 500);
     let err = client.delete(DID).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
+    assert!(!err.is_systemic(), "{err}");
     assert_eq!(err.http_status(), Some(500));
     assert_eq!(err.retry_after(), None);
     assert_eq!(
@@ -179,11 +256,12 @@ async fn bad_request_is_permanent_and_names_the_es_reason() {
     });
     es.faults().add(
         FaultRule::status("/", 400)
-            .method(Method::POST)
+            .method(Method::PUT)
             .body(body.to_string()),
     );
     let err = client.index(DID, &record(), Refresh::No).await.unwrap_err();
     assert!(!err.is_transient());
+    assert!(!err.is_systemic());
     assert_eq!(err.http_status(), Some(400));
     let message = err.to_string();
     assert!(message.starts_with(&format!("index {DID}: elasticsearch answered 400: ")));
@@ -192,48 +270,70 @@ async fn bad_request_is_permanent_and_names_the_es_reason() {
     );
 }
 
-#[tokio::test]
-async fn garbage_or_truncated_body_on_get_is_permanent() {
-    let (es, client) = start().await;
-    for fault in [Fault::Garbage, Fault::Truncated] {
-        es.faults().add(FaultRule::new("/", fault).times(1));
-        let err = client.get(DID).await.unwrap_err();
-        assert!(matches!(err, SearchError::Malformed { .. }), "{err:?}");
-        assert!(!err.is_transient());
-        assert!(
-            err.to_string()
-                .starts_with(&format!("get {DID}: malformed response"))
-        );
+/// A 200 carrying `body` (not what Elasticsearch sends).
+fn ok_with(body: &str) -> Fault {
+    Fault::Status {
+        status: 200,
+        body: body.into(),
+        retry_after: None,
     }
 }
 
 #[tokio::test]
-async fn a_write_success_without_an_elasticsearch_answer_is_not_believed() {
+async fn a_2xx_read_answer_that_is_not_elasticsearchs_is_transient() {
+    let (es, client) = start().await;
+    es.put_doc("records", DID, record());
+    for fault in [
+        Fault::Garbage,
+        Fault::Truncated,
+        ok_with(""),
+        ok_with("<html><body>proxy restarting</body></html>"),
+    ] {
+        es.faults().add(FaultRule::new("/", fault.clone()).times(1));
+        let err = client.get(DID).await.unwrap_err();
+        assert!(
+            matches!(err, SearchError::Malformed { .. }),
+            "{fault:?}: {err:?}"
+        );
+        assert!(err.is_transient(), "{fault:?}");
+        assert!(!err.is_systemic(), "{fault:?}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("get {DID}: malformed response")),
+            "{err}"
+        );
+    }
+    // The next attempt reaches Elasticsearch.
+    assert_eq!(client.get(DID).await.unwrap(), Some(record()));
+}
+
+#[tokio::test]
+async fn a_write_success_without_an_elasticsearch_answer_is_not_believed_and_is_retried() {
     let (es, client) = start().await;
     let body = json!({"data": {}, "oip": {}});
     for fault in [
         Fault::Garbage,
         Fault::Truncated,
+        // Chunked, JSON, but a document rather than a write's answer.
         Fault::HugeBody(1024),
-        Fault::Status {
-            status: 200,
-            body: r#"{"ok":true}"#.into(),
-            retry_after: None,
-        },
+        ok_with(r#"{"ok":true}"#),
+        ok_with(""),
+        ok_with("<html><body>502 bad gateway</body></html>"),
     ] {
         es.faults().add(FaultRule::new("/", fault.clone()).times(2));
         let err = client.index(DID, &body, Refresh::No).await.unwrap_err();
         assert!(
-            matches!(
-                err,
-                SearchError::Malformed { .. } | SearchError::Oversized { .. }
-            ),
+            matches!(err, SearchError::Malformed { .. }),
             "{fault:?}: {err:?}"
         );
-        assert!(!err.is_transient());
+        assert!(err.is_transient(), "{fault:?}");
         assert!(err.to_string().starts_with(&format!("index {DID}: ")));
         let err = client.delete(DID).await.unwrap_err();
-        assert!(!err.is_transient(), "{fault:?}: {err:?}");
+        assert!(
+            matches!(err, SearchError::Malformed { .. }),
+            "{fault:?}: {err:?}"
+        );
+        assert!(err.is_transient(), "{fault:?}");
         assert!(err.to_string().starts_with(&format!("delete {DID}: ")));
     }
     // Nothing was stored: a job that took these for success would have lost the write.
@@ -243,32 +343,188 @@ async fn a_write_success_without_an_elasticsearch_answer_is_not_believed() {
 }
 
 #[tokio::test]
-async fn connection_reset_is_transient() {
-    let (es, client) = start().await;
-    es.faults().add(FaultRule::reset("/").times(1));
-    let err = client.delete(DID).await.unwrap_err();
-    assert!(matches!(err, SearchError::Transport { .. }), "{err:?}");
-    assert!(err.is_transient());
-    assert_eq!(err.http_status(), None);
+async fn chunked_answers_of_unknown_length_are_read_and_believed() {
+    let es = EsEmulator::start().await.unwrap().chunked_answers(true);
+    let client = SearchClient::new(options(&es)).unwrap();
+    // Larger than one chunk of the emulator, so the body arrives in several pieces.
+    let doc = json!({ "data": { "text": "x".repeat(2000) }, "oip": { "did": DID } });
+
+    client.index(DID, &doc, Refresh::WaitFor).await.unwrap();
+    assert_eq!(client.get(DID).await.unwrap(), Some(doc.clone()));
+    assert!(client.exists(DID).await.unwrap());
+    client.ping().await.unwrap();
+    assert_eq!(client.cluster_health().await.unwrap(), "green");
+    assert_eq!(client.delete(DID).await.unwrap(), DeleteOutcome::Deleted);
     assert_eq!(client.delete(DID).await.unwrap(), DeleteOutcome::NotFound);
+
+    // The answers above really had no length.
+    let raw = reqwest::Client::new()
+        .get(es.url().join("_cluster/health").unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.content_length(), None);
 }
 
 #[tokio::test]
-async fn unreachable_elasticsearch_is_transient() {
+async fn a_chunked_answer_over_the_cap_is_refused() {
+    let es = EsEmulator::start().await.unwrap().chunked_answers(true);
+    es.put_doc("records", DID, json!({ "pad": "x".repeat(4096) }));
+    let small = SearchClient::new(SearchOptions {
+        max_response_bytes: 1024,
+        ..options(&es)
+    })
+    .unwrap();
+    let err = small.get(DID).await.unwrap_err();
+    assert!(matches!(err, SearchError::Oversized { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "get {DID}: elasticsearch response refused: body of unknown length exceeds the limit of 1024 bytes"
+        )
+    );
+    let roomy = SearchClient::new(options(&es)).unwrap();
+    assert!(roomy.get(DID).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_redirect_is_a_permanent_error_naming_its_location_and_is_never_followed() {
+    let other = EsEmulator::start().await.unwrap();
+    let (url, hits) = redirector(StatusCode::TEMPORARY_REDIRECT, Some(other.url())).await;
+    let client = client_for(url);
+    let location = other.url().join(&DID_PATH[1..]).unwrap().to_string();
+
+    let index = client.index(DID, &record(), Refresh::No).await.unwrap_err();
+    let delete = client.delete(DID).await.unwrap_err();
+    for (op, err) in [("index", index), ("delete", delete)] {
+        assert!(
+            matches!(
+                &err,
+                SearchError::Redirect { status: 307, location: Some(l), .. } if *l == location
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_transient(), "{err}");
+        assert_eq!(err.http_status(), Some(307));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{op} {DID}: elasticsearch answered 307, a redirect to {location}: \
+                 redirects are never followed"
+            )
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert!(other.requests().is_empty(), "{:?}", other.requests());
+    assert_eq!(other.doc_count("records"), 0);
+
+    let (url, _) = redirector(StatusCode::MOVED_PERMANENTLY, None).await;
+    let err = client_for(url).delete(DID).await.unwrap_err();
+    assert!(
+        err.to_string().ends_with(
+            "elasticsearch answered 301, a redirect with no Location: redirects are never followed"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn unauthorized_and_forbidden_are_systemic_until_the_credentials_are_fixed() {
+    let es = EsEmulator::start()
+        .await
+        .unwrap()
+        .with_auth("elastic", "right");
+    let client = SearchClient::new(SearchOptions {
+        username: Some("elastic".into()),
+        password: Some(Secret::from("typo")),
+        ..options(&es)
+    })
+    .unwrap();
+    let err = client.index(DID, &record(), Refresh::No).await.unwrap_err();
+    assert_eq!(err.http_status(), Some(401));
+    assert!(err.is_systemic(), "{err}");
+    assert!(!err.is_transient(), "{err}");
+
+    // The cluster now accepts what the client sends: the same client succeeds.
+    es.set_auth(Some(("elastic", "typo")));
+    client.index(DID, &record(), Refresh::No).await.unwrap();
+
+    es.faults().add(FaultRule::status("/", 403).times(1));
+    let err = client.delete(DID).await.unwrap_err();
+    assert_eq!(err.http_status(), Some(403));
+    assert!(err.is_systemic(), "{err}");
+    assert!(!err.is_transient(), "{err}");
+}
+
+#[tokio::test]
+async fn connection_refused_is_transient_and_systemic() {
     let es = EsEmulator::start().await.unwrap();
     let url = es.url();
     es.shutdown().await;
-    let client = SearchClient::new(SearchOptions {
-        url,
-        ..SearchOptions::default()
-    })
-    .unwrap();
-    let err = client.ping().await.unwrap_err();
+    let err = client_for(url).ping().await.unwrap_err();
+    assert_eq!(
+        transport_kind(&err),
+        Some(TransportKind::Connect),
+        "{err:?}"
+    );
     assert!(err.is_transient(), "{err:?}");
+    assert!(err.is_systemic(), "{err:?}");
     assert_eq!(
         err.to_string(),
         "ping: could not connect to elasticsearch: Connection refused (os error 111)"
     );
+}
+
+#[tokio::test]
+async fn a_host_that_does_not_resolve_is_systemic() {
+    // RFC 6761: `.invalid` never resolves.
+    let client = client_for(url::Url::parse("http://gunsync-test.invalid:9200/").unwrap());
+    let err = client.index(DID, &record(), Refresh::No).await.unwrap_err();
+    assert_eq!(transport_kind(&err), Some(TransportKind::Dns), "{err:?}");
+    assert!(err.is_systemic(), "{err:?}");
+    assert!(err.is_transient(), "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "index {DID}: could not resolve the elasticsearch host gunsync-test.invalid: "
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_tls_handshake_is_systemic() {
+    // An https URL pointing at a plain-HTTP server: the handshake reads an HTTP answer.
+    let es = EsEmulator::start().await.unwrap();
+    let mut url = es.url();
+    url.set_scheme("https").unwrap();
+    let err = client_for(url).get(DID).await.unwrap_err();
+    assert_eq!(transport_kind(&err), Some(TransportKind::Tls), "{err:?}");
+    assert!(err.is_systemic(), "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "get {DID}: tls handshake with elasticsearch failed: "
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn connection_reset_is_transient_and_not_systemic() {
+    let (es, client) = start().await;
+    es.faults().add(FaultRule::reset("/").times(1));
+    let err = client.delete(DID).await.unwrap_err();
+    assert_eq!(transport_kind(&err), Some(TransportKind::Reset), "{err:?}");
+    assert!(err.is_transient());
+    assert!(!err.is_systemic());
+    assert_eq!(err.http_status(), None);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "delete {DID}: elasticsearch connection failed: connection closed before message completed"
+        )
+    );
+    assert_eq!(client.delete(DID).await.unwrap(), DeleteOutcome::NotFound);
 }
 
 #[tokio::test]
@@ -282,7 +538,13 @@ async fn timeout_is_transient() {
     es.faults()
         .add(FaultRule::delay("/", Duration::from_secs(5)).times(1));
     let err = client.exists(DID).await.unwrap_err();
+    assert_eq!(
+        transport_kind(&err),
+        Some(TransportKind::Timeout),
+        "{err:?}"
+    );
     assert!(err.is_transient(), "{err:?}");
+    assert!(!err.is_systemic(), "{err:?}");
     assert_eq!(
         err.to_string(),
         format!("exists {DID}: elasticsearch did not answer within 200ms")
@@ -292,18 +554,27 @@ async fn timeout_is_transient() {
     es.faults()
         .add(FaultRule::slow_drip("/", Duration::from_millis(20)).times(1));
     let err = client.get(DID).await.unwrap_err();
-    assert!(matches!(err, SearchError::Transport { .. }), "{err:?}");
+    assert_eq!(
+        transport_kind(&err),
+        Some(TransportKind::Timeout),
+        "{err:?}"
+    );
     assert!(err.is_transient());
 }
 
 #[tokio::test]
-async fn huge_body_is_refused_without_reading_it() {
+async fn huge_body_is_refused_at_the_limit_without_reading_it_all() {
     let (es, client) = start().await;
-    // A terabyte: buffering it would hit the 10 s timeout (or memory) long before finishing.
+    // A terabyte without Content-Length: reading it all would hit the 10 s timeout (or memory).
     es.faults().add(FaultRule::huge_body("/", 1 << 40).times(1));
     let err = client.get(DID).await.unwrap_err();
     assert!(matches!(err, SearchError::Oversized { .. }), "{err:?}");
     assert!(!err.is_transient());
+    assert!(
+        err.to_string()
+            .ends_with("body of unknown length exceeds the limit of 16777216 bytes"),
+        "{err}"
+    );
 
     let small = SearchClient::new(SearchOptions {
         max_response_bytes: 1024,
@@ -429,16 +700,7 @@ async fn connection_recorder() -> (url::Url, Arc<Mutex<Vec<u16>>>) {
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
-    (url, ports)
+    (serve(router).await, ports)
 }
 
 #[tokio::test]
@@ -455,7 +717,7 @@ async fn connections_are_reused_never_exceed_concurrency_and_ask_for_plain_bodie
         async move { client.get(&format!("did:gun:abc:{i}")).await }
     });
     for result in futures::future::join_all(calls).await {
-        // Identity encoding: ES must not gzip, so every body has a length the client can check.
+        // Identity encoding: ES must not gzip, so every body is read as sent, within the cap.
         assert_eq!(
             result.unwrap(),
             Some(json!({ "accept_encoding": "identity" }))
@@ -465,6 +727,42 @@ async fn connections_are_reused_never_exceed_concurrency_and_ask_for_plain_bodie
     assert_eq!(ports.len(), 20);
     let connections: HashSet<u16> = ports.iter().copied().collect();
     assert!(connections.len() <= 2, "{} connections", connections.len());
+}
+
+#[tokio::test]
+async fn at_most_four_idle_connections_are_kept() {
+    let (url, ports) = connection_recorder().await;
+    let client = SearchClient::new(SearchOptions {
+        url,
+        concurrency: 8,
+        ..SearchOptions::default()
+    })
+    .unwrap();
+    let burst = || async {
+        let calls = (0..8).map(|i| {
+            let client = client.clone();
+            async move { client.get(&format!("did:gun:abc:{i}")).await }
+        });
+        for result in futures::future::join_all(calls).await {
+            result.unwrap();
+        }
+        std::mem::take(&mut *ports.lock().unwrap())
+            .into_iter()
+            .collect::<HashSet<u16>>()
+    };
+    let first = burst().await;
+    assert_eq!(
+        first.len(),
+        8,
+        "eight requests at once open eight connections"
+    );
+    // Of those eight, at most four were kept idle: the next burst opens at least four more.
+    let second = burst().await;
+    let reopened = second.difference(&first).count();
+    assert!(
+        reopened >= 4,
+        "only {reopened} new connections: {first:?} then {second:?}"
+    );
 }
 
 #[test]
@@ -486,6 +784,8 @@ fn requests_are_counted_by_outcome() {
             client.get(DID).await.unwrap_err();
             es.faults().add(FaultRule::reset("/").times(1));
             client.get(DID).await.unwrap_err();
+            let (url, _) = redirector(StatusCode::TEMPORARY_REDIRECT, Some(es.url())).await;
+            client_for(url).delete(DID).await.unwrap_err();
         });
     });
     let text = handle.render();
@@ -494,6 +794,7 @@ fn requests_are_counted_by_outcome() {
         ("not_found", 1),
         ("server_error", 1),
         ("transport_error", 1),
+        ("redirect", 1),
     ] {
         let line =
             format!("gunsync_http_requests_total{{system=\"es\",outcome=\"{outcome}\"}} {count}");

@@ -4,6 +4,8 @@
 //! memory; faults and the request log come from [`super::faults`].
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -11,6 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
+use futures::stream;
 use serde_json::{Value, json};
 
 use super::faults::{
@@ -78,6 +81,9 @@ const HEALTH_PARAMS: &[&str] = &[
 /// ES refuses document ids longer than this many bytes.
 const MAX_ID_BYTES: usize = 512;
 
+/// Size of each chunk of a chunked answer ([`EsEmulator::set_chunked_answers`]).
+const ANSWER_CHUNK: usize = 256;
+
 #[derive(Clone, Debug)]
 struct StoredDoc {
     source: Value,
@@ -96,6 +102,8 @@ struct EsState {
     indices: Mutex<HashMap<String, StoredIndex>>,
     /// Expected `Authorization` header value and the user name, when auth is required.
     auth: Mutex<Option<(String, String)>>,
+    /// Send answers chunked, without `Content-Length`.
+    chunked: AtomicBool,
 }
 
 /// A running emulator on `127.0.0.1:<free port>`; stops when dropped or on [`shutdown`](Self::shutdown).
@@ -136,12 +144,32 @@ impl EsEmulator {
 
     /// Require basic auth with these credentials from now on (401 otherwise, as ES security).
     pub fn with_auth(self, username: &str, password: &str) -> Self {
-        let expected = format!(
-            "Basic {}",
-            base64(format!("{username}:{password}").as_bytes())
-        );
-        *lock(&self.state.auth) = Some((expected, username.to_owned()));
+        self.set_auth(Some((username, password)));
         self
+    }
+
+    /// Change the credentials later requests must carry (`None`: no auth required), e.g. to
+    /// fix a wrong password while a client keeps running.
+    pub fn set_auth(&self, credentials: Option<(&str, &str)>) {
+        *lock(&self.state.auth) = credentials.map(|(username, password)| {
+            let expected = format!(
+                "Basic {}",
+                base64(format!("{username}:{password}").as_bytes())
+            );
+            (expected, username.to_owned())
+        });
+    }
+
+    /// Answer every later request chunked, without `Content-Length` (as ES behind some
+    /// proxies does), in pieces of a few hundred bytes.
+    pub fn chunked_answers(self, chunked: bool) -> Self {
+        self.set_chunked_answers(chunked);
+        self
+    }
+
+    /// [`chunked_answers`](Self::chunked_answers) on a running emulator.
+    pub fn set_chunked_answers(&self, chunked: bool) {
+        self.state.chunked.store(chunked, Ordering::Relaxed);
     }
 
     /// `http://127.0.0.1:<port>/`.
@@ -270,8 +298,33 @@ async fn handle(
     );
     if call.method == Method::HEAD {
         *response.body_mut() = Body::empty();
+    } else if state.chunked.load(Ordering::Relaxed) {
+        response = into_chunks(response).await;
     }
     response
+}
+
+/// The same answer with its body streamed in [`ANSWER_CHUNK`]-byte pieces: hyper then sends it
+/// with `Transfer-Encoding: chunked` and no `Content-Length`.
+async fn into_chunks(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            return es_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "emulator_exception",
+                &format!("answer body: {err}"),
+            );
+        }
+    };
+    let pieces = (0..bytes.len())
+        .step_by(ANSWER_CHUNK)
+        .map(move |start| {
+            Ok::<_, Infallible>(bytes.slice(start..bytes.len().min(start + ANSWER_CHUNK)))
+        })
+        .collect::<Vec<_>>();
+    Response::from_parts(parts, Body::from_stream(stream::iter(pieces)))
 }
 
 /// `None` when the request may proceed, else the 401 to send.
@@ -850,6 +903,59 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(right.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn required_credentials_can_change_and_be_cleared_at_runtime() {
+        let es = EsEmulator::start()
+            .await
+            .unwrap()
+            .with_auth("elastic", "old");
+        let http = reqwest::Client::new();
+        let status = |password: Option<&'static str>| {
+            let mut request = http.get(es.url());
+            if let Some(password) = password {
+                request = request.basic_auth("elastic", Some(password));
+            }
+            async move { request.send().await.unwrap().status() }
+        };
+        assert_eq!(status(Some("old")).await, 200);
+        es.set_auth(Some(("elastic", "new")));
+        assert_eq!(status(Some("old")).await, 401);
+        assert_eq!(status(Some("new")).await, 200);
+        es.set_auth(None);
+        assert_eq!(status(None).await, 200);
+    }
+
+    #[tokio::test]
+    async fn chunked_answers_have_no_content_length_and_the_same_body() {
+        let es = EsEmulator::start().await.unwrap();
+        let doc = json!({ "pad": "x".repeat(3 * ANSWER_CHUNK) });
+        es.put_doc("records", "a", doc.clone());
+        let http = reqwest::Client::new();
+        let url = es.url().join("records/_doc/a").unwrap();
+
+        let plain = http.get(url.clone()).send().await.unwrap();
+        assert!(plain.content_length().is_some());
+
+        es.set_chunked_answers(true);
+        let mut chunked = http.get(url.clone()).send().await.unwrap();
+        assert_eq!(chunked.status(), 200);
+        assert_eq!(chunked.content_length(), None);
+        assert_eq!(chunked.headers()[header::TRANSFER_ENCODING], "chunked");
+        let mut pieces = 0;
+        let mut body = Vec::new();
+        while let Some(chunk) = chunked.chunk().await.unwrap() {
+            pieces += 1;
+            body.extend_from_slice(&chunk);
+        }
+        assert!(pieces > 1, "{pieces} pieces");
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["_source"], doc);
+
+        let head = http.head(url).send().await.unwrap();
+        assert_eq!(head.status(), 200);
+        assert!(head.bytes().await.unwrap().is_empty());
     }
 
     #[tokio::test]
