@@ -109,6 +109,15 @@ impl From<RelayError> for JobError {
 
 impl From<SearchError> for JobError {
     fn from(err: SearchError) -> Self {
+        // A wrong password or a cluster refusing connections fails every job alike: pause the
+        // work (the pool's circuit) instead of burning this job's attempts.
+        if err.is_systemic() {
+            return JobError::Systemic {
+                system: ELASTICSEARCH,
+                reason: err.to_string(),
+                http_status: err.http_status(),
+            };
+        }
         classified(
             err.to_string(),
             err.is_transient(),

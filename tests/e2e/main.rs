@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod beside_daemon;
+mod circuit;
 mod cli;
 mod daemon;
 mod delete;
