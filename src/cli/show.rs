@@ -297,6 +297,7 @@ mod tests {
             created_at: t("2026-11-23T07:00:00.000Z"),
             updated_at: t("2026-11-23T07:59:00.000Z"),
             processed_at: None,
+            revision: None,
             payload: serde_json::json!({}),
         }
     }

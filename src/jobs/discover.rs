@@ -11,7 +11,6 @@ use url::Url;
 
 use super::{JobContext, boxed, during, job_did, on_peer};
 use crate::domain::Did;
-use crate::ledger::JobKind;
 use crate::relay::RecordNode;
 use crate::search::Refresh;
 use crate::timestamp::Timestamp;
@@ -45,7 +44,7 @@ async fn discover(ctx: &JobContext, run: &JobRun) -> Result<(), JobError> {
     // A DID with a delete job was deleted by its publisher: never (re)index it.
     let has_delete = ctx
         .ledger
-        .has_job(JobKind::Delete, did.as_str())
+        .is_deleted(did.as_str())
         .await
         .map_err(|e| JobError::transient(format!("{what}: ledger: {e}")))?;
     if has_delete {

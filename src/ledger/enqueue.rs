@@ -1,6 +1,6 @@
 //! Adding jobs: `(new) → pending` (see `state.rs`). Uniqueness of active jobs per `(kind, key)` is
 //! the partial unique index `jobs_one_active_per_key`; the batch form adds the wider rules of
-//! [`Uniqueness`] in the same statement.
+//! [`Uniqueness`] as one predicate, checked on a reader first and again in the insert.
 
 use serde_json::json;
 
@@ -23,8 +23,8 @@ impl Ledger {
         let max_attempts = i64::from(job.max_attempts.max(1));
         let mut tx = self.begin_write().await?;
         let created = sqlx::query_scalar!(
-            r#"INSERT INTO jobs (kind, key, payload, priority, max_attempts, run_at, created_at, updated_at)
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+            r#"INSERT INTO jobs (kind, key, payload, priority, max_attempts, run_at, revision, created_at, updated_at)
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, ?7, ?7)
                ON CONFLICT (kind, key) WHERE state IN ('pending', 'running', 'retrying') DO NOTHING
                RETURNING id AS "id!: i64""#,
             kind,
@@ -34,6 +34,7 @@ impl Ledger {
             max_attempts,
             run_at,
             now,
+            job.revision,
         )
         .fetch_optional(&mut *tx)
         .await
@@ -60,6 +61,10 @@ impl Ledger {
     /// Adds many jobs in few statements, skipping each job that an existing job of its
     /// `(kind, key)` blocks under `unique`. Jobs that fail validation are an error for the whole
     /// call; nothing is written then.
+    ///
+    /// The blocking jobs are looked up on a reader first, so a batch of keys the ledger already
+    /// knows (a sync cycle over unchanged records) takes no write lock at all; the insert
+    /// repeats the check for the rest inside its transaction.
     pub async fn enqueue_many(
         &self,
         jobs: &[NewJob],
@@ -69,49 +74,39 @@ impl Ledger {
         for job in jobs {
             validate(job)?;
         }
-        // Uniqueness becomes three parameters of one statement:
-        // block on any job at all / on cancelled jobs / on jobs finished after `cutoff`.
-        let (any_job, cancelled_blocks, cutoff) = match unique {
-            Uniqueness::Active => (false, false, Timestamp::MAX),
-            Uniqueness::Ever => (true, true, Timestamp::MAX),
-            Uniqueness::FinishedWithin(window) if window.is_zero() => (true, true, Timestamp::MAX),
-            Uniqueness::FinishedWithin(window) => (false, true, now.minus(window)),
-        };
+        let rule = Blocking::of(unique, now);
         let mut report = EnqueueReport::default();
         for chunk in jobs.chunks(ENQUEUE_CHUNK) {
-            let batch = json!(
-                chunk
-                    .iter()
-                    .map(|j| json!({
-                        "kind": j.kind.as_str(),
-                        "key": j.key,
-                        "payload": j.payload.to_string(),
-                        "priority": j.priority,
-                        "max_attempts": j.max_attempts.max(1),
-                        "run_at": j.run_at.unwrap_or(now).to_string(),
-                    }))
-                    .collect::<Vec<_>>()
-            )
-            .to_string();
+            let fresh = self.unblocked(chunk, &rule, now).await?;
+            report.skipped += (chunk.len() - fresh.len()) as u64;
+            if fresh.is_empty() {
+                continue;
+            }
+            let batch = batch_json(fresh.iter().copied(), now);
             let mut tx = self.begin_write().await?;
             let created = sqlx::query!(
-                r#"INSERT INTO jobs (kind, key, payload, priority, max_attempts, run_at, created_at, updated_at)
+                r#"INSERT INTO jobs (kind, key, payload, priority, max_attempts, run_at, revision, created_at, updated_at)
                    SELECT e.value ->> 'kind', e.value ->> 'key', e.value ->> 'payload',
-                          e.value ->> 'priority', e.value ->> 'max_attempts', e.value ->> 'run_at', ?2, ?2
+                          e.value ->> 'priority', e.value ->> 'max_attempts', e.value ->> 'run_at',
+                          e.value ->> 'revision', ?2, ?2
                    FROM jsonb_each(?1) AS e
                    WHERE NOT EXISTS (
                        SELECT 1 FROM jobs AS j
                        WHERE j.kind = e.value ->> 'kind' AND j.key = e.value ->> 'key'
                          AND (?3 OR j.state IN ('pending', 'running', 'retrying')
                               OR (?4 AND j.state = 'cancelled')
-                              OR j.processed_at > ?5)
+                              OR (((j.state = 'done' AND j.processed_at > ?5)
+                                   OR (j.state = 'dead' AND j.processed_at > ?6))
+                                  AND (NOT ?7 OR coalesce(j.revision, -1) >= coalesce(e.value ->> 'revision', -1))))
                    )
                    ON CONFLICT (kind, key) WHERE state IN ('pending', 'running', 'retrying') DO NOTHING"#,
                 batch,
                 now,
-                any_job,
-                cancelled_blocks,
-                cutoff,
+                rule.any_job,
+                rule.cancelled_blocks,
+                rule.done_after,
+                rule.dead_after,
+                rule.by_revision,
             )
             .execute(&mut *tx)
             .await
@@ -119,10 +114,117 @@ impl Ledger {
             .rows_affected();
             tx.commit().await?;
             report.created += created;
-            report.skipped += chunk.len() as u64 - created;
+            report.skipped += fresh.len() as u64 - created;
         }
         Ok(report)
     }
+
+    /// The jobs of `chunk` that no existing job blocks under `rule`, read without the write lock.
+    async fn unblocked<'a>(
+        &self,
+        chunk: &'a [NewJob],
+        rule: &Blocking,
+        now: Timestamp,
+    ) -> Result<Vec<&'a NewJob>, LedgerError> {
+        let batch = batch_json(chunk.iter(), now);
+        let indexes = sqlx::query_scalar!(
+            r#"SELECT CAST(e.key AS INTEGER) AS "index!: i64"
+               FROM jsonb_each(?1) AS e
+               WHERE NOT EXISTS (
+                   SELECT 1 FROM jobs AS j
+                   WHERE j.kind = e.value ->> 'kind' AND j.key = e.value ->> 'key'
+                     AND (?2 OR j.state IN ('pending', 'running', 'retrying')
+                          OR (?3 AND j.state = 'cancelled')
+                          OR (((j.state = 'done' AND j.processed_at > ?4)
+                               OR (j.state = 'dead' AND j.processed_at > ?5))
+                              AND (NOT ?6 OR coalesce(j.revision, -1) >= coalesce(e.value ->> 'revision', -1))))
+               )"#,
+            batch,
+            rule.any_job,
+            rule.cancelled_blocks,
+            rule.done_after,
+            rule.dead_after,
+            rule.by_revision,
+        )
+        .fetch_all(&self.reader)
+        .await
+        .on_read(&self.health)?;
+        Ok(indexes
+            .into_iter()
+            .filter_map(|i| usize::try_from(i).ok().and_then(|i| chunk.get(i)))
+            .collect())
+    }
+}
+
+/// [`Uniqueness`] as the parameters of one SQL predicate: an existing job of the same
+/// `(kind, key)` blocks a new one if it is active, or if `any_job`, or if cancelled and
+/// `cancelled_blocks`, or if it finished (done / dead) after `done_after` / `dead_after` —
+/// and, when `by_revision`, is not of an older revision than the new job.
+#[derive(Clone, Copy, Debug)]
+struct Blocking {
+    any_job: bool,
+    cancelled_blocks: bool,
+    done_after: Timestamp,
+    dead_after: Timestamp,
+    by_revision: bool,
+}
+
+impl Blocking {
+    fn of(unique: Uniqueness, now: Timestamp) -> Self {
+        let active_only = Blocking {
+            any_job: false,
+            cancelled_blocks: false,
+            done_after: Timestamp::MAX,
+            dead_after: Timestamp::MAX,
+            by_revision: false,
+        };
+        match unique {
+            Uniqueness::Active => active_only,
+            Uniqueness::Ever => Blocking {
+                any_job: true,
+                ..active_only
+            },
+            Uniqueness::FinishedWithin(window) if window.is_zero() => Blocking {
+                any_job: true,
+                ..active_only
+            },
+            Uniqueness::FinishedWithin(window) => Blocking {
+                cancelled_blocks: true,
+                done_after: now.minus(window),
+                dead_after: now.minus(window),
+                ..active_only
+            },
+            Uniqueness::Revision { retry_dead_after } => Blocking {
+                cancelled_blocks: true,
+                done_after: Timestamp::MIN,
+                dead_after: if retry_dead_after.is_zero() {
+                    Timestamp::MIN
+                } else {
+                    now.minus(retry_dead_after)
+                },
+                by_revision: true,
+                ..active_only
+            },
+        }
+    }
+}
+
+/// The jobs as one JSON array parameter.
+fn batch_json<'a>(jobs: impl IntoIterator<Item = &'a NewJob>, now: Timestamp) -> String {
+    json!(
+        jobs.into_iter()
+            .map(|j| json!({
+                "kind": j.kind.as_str(),
+                "key": j.key,
+                "payload": j.payload.to_string(),
+                "priority": j.priority,
+                "max_attempts": j.max_attempts.max(1),
+                "run_at": j.run_at.unwrap_or(now).to_string(),
+                "revision": j.revision,
+            }))
+            .collect::<Vec<_>>()
+    )
+    .to_string()
 }
 
 fn validate(job: &NewJob) -> Result<(), LedgerError> {
@@ -145,6 +247,8 @@ fn validate(job: &NewJob) -> Result<(), LedgerError> {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use sqlx::Connection;
 
     use super::*;
     use crate::ledger::testutil::{JobSeed, ledger, seed};
@@ -324,5 +428,128 @@ mod tests {
                 skipped: 5
             }
         );
+    }
+
+    #[tokio::test]
+    async fn revision_uniqueness_reindexes_newer_records_and_retries_old_deaths_only() {
+        let (_dir, ledger) = ledger().await;
+        let now = Timestamp::now();
+        let hour = Duration::from_secs(3600);
+        let (old, recent) = (now.minus(hour * 25), now.minus(hour));
+        let existing: &[(&str, JobState, Option<i64>, Timestamp)] = &[
+            ("done-5", JobState::Done, Some(5), recent),
+            ("done-unknown", JobState::Done, None, recent),
+            ("dead-5-old", JobState::Dead, Some(5), old),
+            ("dead-5-recent", JobState::Dead, Some(5), recent),
+            ("cancelled-5", JobState::Cancelled, Some(5), old),
+            ("retrying-5", JobState::Retrying, Some(5), recent),
+        ];
+        for (key, state, revision, processed_at) in existing {
+            seed(
+                &ledger,
+                JobSeed {
+                    key: (*key).into(),
+                    state: *state,
+                    revision: *revision,
+                    processed_at: Some(*processed_at),
+                    ..Default::default()
+                },
+            )
+            .await;
+        }
+        // (key, revision of the index entry now, enqueued?)
+        let table: &[(&str, Option<i64>, bool)] = &[
+            ("done-5", Some(5), false),
+            ("done-5", Some(6), true),
+            ("done-5", None, false),
+            ("done-unknown", Some(7), true),
+            ("dead-5-old", Some(5), true),
+            ("dead-5-recent", Some(5), false),
+            ("dead-5-recent", Some(6), true),
+            ("cancelled-5", Some(9), false),
+            ("retrying-5", Some(9), false),
+            ("new", None, true),
+        ];
+        for (key, revision, enqueued) in table {
+            let job = NewJob::new(JobKind::Discover, *key).revision(*revision);
+            let report = ledger
+                .enqueue_many(
+                    std::slice::from_ref(&job),
+                    Uniqueness::Revision {
+                        retry_dead_after: hour * 24,
+                    },
+                    now,
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                report.created == 1,
+                *enqueued,
+                "{key} at revision {revision:?}"
+            );
+            if report.created == 1 {
+                // Undo it, so each row of the table starts from the seeded ledger.
+                let id = ledger
+                    .latest_job(JobKind::Discover, key)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .id;
+                sqlx::query("DELETE FROM jobs WHERE id = ?")
+                    .bind(id)
+                    .execute(&ledger.writer)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_known_keys_takes_no_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let options = crate::ledger::LedgerOptions {
+            busy_timeout: Duration::from_millis(200),
+            ..crate::ledger::LedgerOptions::new(path.to_str().unwrap())
+        };
+        let ledger = crate::ledger::Ledger::open(options).await.unwrap();
+        let now = Timestamp::now();
+        let jobs: Vec<_> = (0..3000)
+            .map(|i| NewJob::new(JobKind::Discover, format!("did:gun:k:{i}")))
+            .collect();
+        ledger
+            .enqueue_many(&jobs, Uniqueness::Ever, now)
+            .await
+            .unwrap();
+
+        // Another process holds the write lock (a long prune, say).
+        let mut other = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let report = ledger
+            .enqueue_many(&jobs, Uniqueness::Ever, now)
+            .await
+            .expect("nothing to write: no lock needed");
+        assert_eq!(
+            report,
+            EnqueueReport {
+                created: 0,
+                skipped: 3000
+            }
+        );
+        let err = ledger
+            .enqueue_many(
+                &[NewJob::new(JobKind::Discover, "did:gun:k:new")],
+                Uniqueness::Ever,
+                now,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("locked"), "{err}");
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
     }
 }

@@ -1,24 +1,33 @@
-//! Facts the sync cycle and the handlers ask of the ledger before acting: "has this key ever had
-//! a job of this kind?" — one row, or a whole batch of keys in a few statements.
+//! Facts the sync cycle and the handlers ask of the ledger before acting: "was this record deleted
+//! by its publisher?" — one DID, or a whole batch of DIDs in a few statements.
 
 use std::collections::HashSet;
 
 use serde_json::json;
 
 use super::write::Track;
-use super::{JobKind, Ledger, LedgerError};
+use super::{Ledger, LedgerError};
 
 /// Keys per lookup statement (one JSON array parameter).
 const LOOKUP_CHUNK: usize = 5000;
 
+/// Payload key under which a `delete` job records why the deletion was refused (its
+/// `deletedBy` is not the record's publisher): a refused deletion deletes nothing, so it does
+/// not stop the record's discovery.
+pub const REFUSED_KEY: &str = "refused";
+
 impl Ledger {
-    /// Whether any job (in any state) of `kind` exists for `key`.
-    pub async fn has_job(&self, kind: JobKind, key: &str) -> Result<bool, LedgerError> {
-        let kind = kind.as_str();
+    /// Whether `did` was deleted by its publisher as far as the ledger knows: it has a `delete`
+    /// job, in any state, that was not refused.
+    pub async fn is_deleted(&self, did: &str) -> Result<bool, LedgerError> {
         let found = sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT 1 FROM jobs WHERE kind = ?1 AND key = ?2) AS "found!: bool""#,
-            kind,
-            key,
+            r#"SELECT EXISTS (
+                   SELECT 1 FROM jobs
+                   WHERE kind = 'delete' AND key = ?1
+                     AND NOT (state = 'dead' AND payload ->> ?2 IS NOT NULL)
+               ) AS "found!: bool""#,
+            did,
+            REFUSED_KEY,
         )
         .fetch_one(&self.reader)
         .await
@@ -26,22 +35,20 @@ impl Ledger {
         Ok(found)
     }
 
-    /// The subset of `keys` that have at least one job (in any state) of `kind`.
-    pub async fn keys_with_jobs(
-        &self,
-        kind: JobKind,
-        keys: &[String],
-    ) -> Result<HashSet<String>, LedgerError> {
-        let kind = kind.as_str();
+    /// The subset of `dids` that [`Ledger::is_deleted`] would call deleted.
+    pub async fn deleted_keys(&self, dids: &[String]) -> Result<HashSet<String>, LedgerError> {
         let mut found = HashSet::new();
-        for chunk in keys.chunks(LOOKUP_CHUNK) {
+        for chunk in dids.chunks(LOOKUP_CHUNK) {
             let batch = json!(chunk).to_string();
+            // Keys from the batch, each looked up by the (kind, key) index: the cost is the
+            // batch's, whatever the ledger's size.
             let rows = sqlx::query_scalar!(
                 r#"SELECT DISTINCT j.key AS "key!: String"
-                   FROM json_each(?1) AS e
-                   JOIN jobs AS j ON j.kind = ?2 AND j.key = e.value"#,
+                   FROM jobs AS j
+                   WHERE j.kind = 'delete' AND j.key IN (SELECT value FROM json_each(?1))
+                     AND NOT (j.state = 'dead' AND j.payload ->> ?2 IS NOT NULL)"#,
                 batch,
-                kind,
+                REFUSED_KEY,
             )
             .fetch_all(&self.reader)
             .await
@@ -54,19 +61,19 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::ledger::JobState;
     use crate::ledger::testutil::{JobSeed, ledger, seed};
+    use crate::ledger::{JobKind, JobState};
 
     #[tokio::test]
-    async fn lookups_see_jobs_of_the_kind_in_any_state() {
+    async fn a_delete_job_in_any_state_but_a_refusal_means_deleted() {
         let (_dir, ledger) = ledger().await;
-        for (kind, key, state) in [
-            (JobKind::Delete, "did:gun:a:1", JobState::Dead),
-            (JobKind::Delete, "did:gun:a:2", JobState::Pending),
-            (JobKind::Discover, "did:gun:a:3", JobState::Done),
+        for (kind, key, state, refused) in [
+            (JobKind::Delete, "did:gun:a:1", JobState::Dead, false),
+            (JobKind::Delete, "did:gun:a:2", JobState::Pending, false),
+            (JobKind::Discover, "did:gun:a:3", JobState::Done, false),
+            (JobKind::Delete, "did:gun:a:4", JobState::Dead, true),
         ] {
-            seed(
+            let id = seed(
                 &ledger,
                 JobSeed {
                     kind,
@@ -76,22 +83,24 @@ mod tests {
                 },
             )
             .await;
+            if refused {
+                sqlx::query("UPDATE jobs SET payload = json_object('refused', 'deletedBy is not the publisher') WHERE id = ?")
+                    .bind(id.0)
+                    .execute(&ledger.writer)
+                    .await
+                    .unwrap();
+            }
         }
-        assert!(
-            ledger
-                .has_job(JobKind::Delete, "did:gun:a:1")
-                .await
-                .unwrap()
-        );
-        assert!(
-            !ledger
-                .has_job(JobKind::Delete, "did:gun:a:3")
-                .await
-                .unwrap()
-        );
-        let keys: Vec<String> = (1..=4).map(|i| format!("did:gun:a:{i}")).collect();
-        let found = ledger.keys_with_jobs(JobKind::Delete, &keys).await.unwrap();
-        let mut found: Vec<_> = found.into_iter().collect();
+        assert!(ledger.is_deleted("did:gun:a:1").await.unwrap());
+        assert!(!ledger.is_deleted("did:gun:a:3").await.unwrap());
+        assert!(!ledger.is_deleted("did:gun:a:4").await.unwrap());
+        let dids: Vec<String> = (1..=5).map(|i| format!("did:gun:a:{i}")).collect();
+        let mut found: Vec<_> = ledger
+            .deleted_keys(&dids)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
         found.sort();
         assert_eq!(found, ["did:gun:a:1", "did:gun:a:2"]);
     }

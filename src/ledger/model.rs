@@ -76,6 +76,9 @@ pub struct NewJob {
     pub max_attempts: u32,
     /// When it may first run; `None` = now.
     pub run_at: Option<Timestamp>,
+    /// The version of what `key` names (a record's type-index `timestamp`), for
+    /// [`Uniqueness::Revision`]; `None` = unknown.
+    pub revision: Option<i64>,
 }
 
 impl NewJob {
@@ -87,6 +90,7 @@ impl NewJob {
             priority: 0,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             run_at: None,
+            revision: None,
         }
     }
 
@@ -107,6 +111,11 @@ impl NewJob {
 
     pub fn run_at(mut self, at: Timestamp) -> Self {
         self.run_at = Some(at);
+        self
+    }
+
+    pub fn revision(mut self, revision: Option<i64>) -> Self {
+        self.revision = revision;
         self
     }
 }
@@ -136,8 +145,13 @@ pub enum Uniqueness {
     /// Any job ever, in any state (discovery: a soul is discovered once).
     Ever,
     /// An active or cancelled job, or one that finished less than this long ago (deletions are
-    /// re-run after `GUNSYNC_REPROCESS_AFTER_MS`).
+    /// re-run after `GUNSYNC_REPROCESS_AFTER_MS`). Zero means "never again": like `Ever`.
     FinishedWithin(Duration),
+    /// Discovery of records that change: an active or cancelled job, a `done` job of the same
+    /// or a newer revision, or a `dead` one of the same or a newer revision that died less than
+    /// `retry_dead_after` ago (zero: never retried). A newer revision, or an old death, is tried
+    /// again, in a new row (the old one keeps its history).
+    Revision { retry_dead_after: Duration },
 }
 
 /// What a batch enqueue did.

@@ -48,6 +48,8 @@ pub struct JobView {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub processed_at: Option<Timestamp>,
+    /// The version of the record the job is about (a type index entry's `timestamp`).
+    pub revision: Option<i64>,
     pub payload: Value,
 }
 
@@ -116,6 +118,7 @@ struct JobRow {
     processed_at: Option<Timestamp>,
     payload: String,
     leased_at: Option<Timestamp>,
+    revision: Option<i64>,
 }
 
 impl JobRow {
@@ -136,6 +139,7 @@ impl JobRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             processed_at: self.processed_at,
+            revision: self.revision,
             // The CHECK constraint keeps payloads valid JSON.
             payload: serde_json::from_str(&self.payload).unwrap_or(Value::Null),
         };
@@ -156,7 +160,7 @@ impl Ledger {
                       run_at AS "run_at!: Timestamp", lease_expires_at AS "lease_expires_at: Timestamp",
                       leased_by, last_error, created_at AS "created_at!: Timestamp",
                       updated_at AS "updated_at!: Timestamp", processed_at AS "processed_at: Timestamp",
-                      payload AS "payload!: String", leased_at AS "leased_at: Timestamp"
+                      payload AS "payload!: String", leased_at AS "leased_at: Timestamp", revision
                FROM jobs
                WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR key = ?3)
                ORDER BY id DESC
@@ -199,7 +203,7 @@ impl Ledger {
                       run_at AS "run_at!: Timestamp", lease_expires_at AS "lease_expires_at: Timestamp",
                       leased_by, last_error, created_at AS "created_at!: Timestamp",
                       updated_at AS "updated_at!: Timestamp", processed_at AS "processed_at: Timestamp",
-                      payload AS "payload!: String", leased_at AS "leased_at: Timestamp"
+                      payload AS "payload!: String", leased_at AS "leased_at: Timestamp", revision
                FROM jobs WHERE id = ?1"#,
             id.0,
         )

@@ -25,6 +25,7 @@ pub struct JobSeed {
     pub processed_at: Option<Timestamp>,
     pub lease_expires_at: Option<Timestamp>,
     pub last_error: Option<String>,
+    pub revision: Option<i64>,
 }
 
 impl Default for JobSeed {
@@ -39,6 +40,7 @@ impl Default for JobSeed {
             processed_at: None,
             lease_expires_at: None,
             last_error: None,
+            revision: None,
         }
     }
 }
@@ -56,8 +58,9 @@ pub async fn seed(ledger: &Ledger, seed: JobSeed) -> JobId {
         .or(seed.state.is_finished().then_some(now));
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO jobs (kind, key, state, attempts, max_attempts, run_at, lease_token,
-                           lease_expires_at, leased_by, leased_at, last_error, created_at, updated_at, processed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                           lease_expires_at, leased_by, leased_at, last_error, created_at, updated_at,
+                           processed_at, revision)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(seed.kind.as_str())
     .bind(&seed.key)
@@ -73,6 +76,7 @@ pub async fn seed(ledger: &Ledger, seed: JobSeed) -> JobId {
     .bind(now)
     .bind(now)
     .bind(processed_at)
+    .bind(seed.revision)
     .fetch_one(&ledger.writer)
     .await
     .unwrap();

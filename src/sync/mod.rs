@@ -15,7 +15,7 @@ use tracing::{Instrument, info, info_span, warn};
 use url::Url;
 
 use crate::config::Settings;
-use crate::ledger::{CycleCounts, JobKind, Ledger, LedgerError, Uniqueness};
+use crate::ledger::{CycleCounts, Ledger, LedgerError, Uniqueness};
 use crate::relay::RelayClient;
 use crate::shutdown::Shutdown;
 use crate::timestamp::Timestamp;
@@ -234,7 +234,7 @@ impl Syncer {
         }
         let known_deleted = self
             .ledger
-            .keys_with_jobs(JobKind::Delete, &indexed_dids(&indexes))
+            .deleted_keys(&indexed_dids(&indexes))
             .await
             .map_err(|e| format!("ledger lookup: {e}"))?;
         let plan = plan_discovers(
