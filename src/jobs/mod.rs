@@ -20,7 +20,7 @@ pub use deletions::DeletionSnapshots;
 pub use discover::{DiscoverHandler, Invalid, to_document, validate};
 
 use crate::config::Settings;
-use crate::domain::Did;
+use crate::domain::{Did, redacted};
 use crate::ledger::{JobKind, Ledger};
 use crate::relay::{RelayClient, RelayError};
 use crate::search::{SearchClient, SearchError};
@@ -80,8 +80,9 @@ fn order_peers(peers: &[Url], payload: &Value) -> Vec<Url> {
     peers
 }
 
+/// Hints are stored without credentials (see [`redacted`]), so compare peers that way.
 fn same_peer(peer: &Url, hint: &str) -> bool {
-    Url::parse(hint).is_ok_and(|h| h == *peer)
+    Url::parse(hint).is_ok_and(|h| redacted(&h) == redacted(peer))
 }
 
 /// The worker registry with both handlers.
@@ -165,7 +166,7 @@ fn during(what: impl Display, err: impl Into<JobError>) -> JobError {
 /// How an error names the relay it came from: `peer http://relay:8765` (with several peers,
 /// the relay's own message says what failed but not where).
 fn on_peer(peer: &Url) -> String {
-    format!("peer {}", peer.as_str().trim_end_matches('/'))
+    format!("peer {}", redacted(peer).trim_end_matches('/'))
 }
 
 /// A handler as the worker wants it: a boxed future per run.
