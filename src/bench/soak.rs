@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::scenario;
-use crate::config::DEFAULT_RECORD_TYPES;
+use crate::config::OIP_RECORD_TYPES;
 use crate::demo::es_doc_path;
 use crate::domain::type_index_soul;
 use crate::emulator::es::EsEmulator;
@@ -181,7 +181,7 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
     let es = EsEmulator::start().await?;
     es.log().set_body_limit(0);
     relay.log().set_body_limit(0);
-    let types: Vec<String> = DEFAULT_RECORD_TYPES.split(',').map(str::to_owned).collect();
+    let types: Vec<String> = OIP_RECORD_TYPES.into_iter().map(str::to_owned).collect();
     let dids = scenario::seed_records(&relay, options.records, &types)?;
     anyhow::ensure!(
         options.failing <= dids.len(),
