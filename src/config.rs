@@ -1,8 +1,13 @@
 //! Settings of `gunsync run` and `gunsync sync`: clap derive over the env names of DESIGN §5–6
-//! (OIP's names first), converted at the edge (milliseconds → `Duration`, lists → `Vec`, the ES
-//! password → `Secret`) and validated once. Commands that only read the ledger never see these.
+//! (OIP's names first), converted at the edge (milliseconds → `Duration`, lists → `Vec`, OIP's
+//! peer URLs → relay URLs, the ES password → `Secret`) and validated once. The record types a
+//! cycle reads are chosen here, as OIP chooses them. Commands that only read the ledger never
+//! see these.
 
+use std::env;
 use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Args;
@@ -16,7 +21,7 @@ use crate::search::SearchOptions;
 use crate::secret::Secret;
 use crate::worker::WorkerConfig;
 
-/// Relay URLs when `GUN_PEERS` is not set.
+/// Relay URLs when neither `GUN_EXTERNAL_PEERS` nor `GUN_PEERS` names one.
 pub const DEFAULT_PEERS: &str = "http://gun-relay:8765";
 /// Milliseconds between sync cycles (`GUN_SYNC_INTERVAL`, 5 minutes).
 pub const DEFAULT_SYNC_INTERVAL_MS: &str = "300000";
@@ -36,8 +41,47 @@ pub const DEFAULT_BACKOFF_MAX_MS: &str = "21600000";
 pub const DEFAULT_LEASE_MS: &str = "60000";
 /// Re-run a finished `delete` after this many milliseconds (`GUNSYNC_REPROCESS_AFTER_MS`, 24 h; 0 = never).
 pub const DEFAULT_REPROCESS_AFTER_MS: &str = "86400000";
-/// The OIP v0.8 record types whose indexes a cycle reads (`GUNSYNC_RECORD_TYPES`).
-pub const DEFAULT_RECORD_TYPES: &str = "post,image,video,audio,text,recipe,workout,exercise,conversationSession,media,creatorRegistration,organization";
+/// OIP's record types, the templates of its `config/templates.config.js` in that order: what its
+/// sync reads by default (`media` is not one). The misspelt `userFitnessAchievment` is OIP's.
+pub const OIP_RECORD_TYPES: [&str; 37] = [
+    "basic",
+    "creatorRegistration",
+    "associatedURLOnWeb",
+    "text",
+    "image",
+    "video",
+    "post",
+    "podcast",
+    "jfkFilesPageOfDocument",
+    "jfkFilesDocument",
+    "exercise",
+    "workout",
+    "recipe",
+    "nutritionalInfo",
+    "podcastShow",
+    "modelProvider",
+    "conversationSession",
+    "multiResolutionGif",
+    "organization",
+    "fitnessEquipment",
+    "userFitnessProfile",
+    "workoutSchedule",
+    "mealPlan",
+    "exerciseResult",
+    "workoutCompletion",
+    "weightEntry",
+    "shoppingList",
+    "userFitnessAchievment",
+    "accessControl",
+    "music",
+    "summaryNutritionalInfoPerServing",
+    "exerciseMETvalues",
+    "notes",
+    "audio",
+    "transcriptionEngine",
+    "noteChunks",
+    "musicReleaseSimple",
+];
 /// Elasticsearch index of the records (`GUNSYNC_ES_INDEX`).
 pub const DEFAULT_ES_INDEX: &str = "records";
 /// Elasticsearch requests in flight at once (`GUNSYNC_ES_CONCURRENCY`).
@@ -71,8 +115,12 @@ pub struct ConfigError {
 /// `sync`.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
-    /// GUN relay URLs, comma-separated
-    #[arg(long = "peers", env = "GUN_PEERS", value_delimiter = ',', default_value = DEFAULT_PEERS, value_parser = parse_peer)]
+    /// GUN relay URLs, comma-separated; `ws(s)://host:port/gun` becomes
+    /// `http(s)://host:port/gun-relay` [env: GUN_EXTERNAL_PEERS, else GUN_PEERS] [default:
+    /// http://gun-relay:8765]
+    // Not `env = …`: OIP reads two variables, and an empty GUN_EXTERNAL_PEERS (as in OIP's
+    // example env) falls through to GUN_PEERS; see `peers_from_env`.
+    #[arg(long = "peers", value_delimiter = ',', default_value = peers_from_env(), hide_default_value = true, value_parser = parse_peer)]
     pub peers: Vec<Url>,
     /// Registry root soul (type indexes are `<root>:index:<recordType>`)
     #[arg(long, env = "GUN_REGISTRY_ROOT", default_value = DEFAULT_REGISTRY_ROOT)]
@@ -83,8 +131,26 @@ pub struct Settings {
     /// Index encrypted (private) records too
     #[arg(long = "sync-private-records", env = "GUN_SYNC_PRIVATE_RECORDS", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub private_records: bool,
-    /// Record types whose indexes a cycle reads, comma-separated
-    #[arg(long, env = "GUNSYNC_RECORD_TYPES", value_delimiter = ',', default_value = DEFAULT_RECORD_TYPES)]
+    /// Which of OIP's record types a cycle reads: all, whitelist or blacklist
+    #[arg(long = "record-type-index-mode", env = "RECORD_TYPE_INDEX_MODE", default_value = "all", value_parser = RecordTypeIndexMode::from_str)]
+    pub record_type_index_mode: RecordTypeIndexMode,
+    /// Record types read in whitelist mode, comma-separated (none: all, as in OIP)
+    #[arg(
+        long = "record-type-index-whitelist",
+        env = "RECORD_TYPE_INDEX_WHITELIST",
+        value_delimiter = ','
+    )]
+    pub record_type_index_whitelist: Vec<String>,
+    /// OIP record types not read in blacklist mode, comma-separated
+    #[arg(
+        long = "record-type-index-blacklist",
+        env = "RECORD_TYPE_INDEX_BLACKLIST",
+        value_delimiter = ','
+    )]
+    pub record_type_index_blacklist: Vec<String>,
+    /// Record types whose indexes a cycle reads, comma-separated; overrides RECORD_TYPE_INDEX_*
+    /// [default: OIP's 37 types, as RECORD_TYPE_INDEX_MODE selects them]
+    #[arg(long, env = "GUNSYNC_RECORD_TYPES", value_delimiter = ',')]
     pub record_types: Vec<String>,
     /// Re-run a finished delete, or a dead discover, after this many milliseconds (0 = never)
     #[arg(long = "reprocess-after-ms", env = "GUNSYNC_REPROCESS_AFTER_MS", default_value = DEFAULT_REPROCESS_AFTER_MS, value_parser = parse_millis)]
@@ -166,7 +232,10 @@ impl Settings {
             registry_root: DEFAULT_REGISTRY_ROOT.into(),
             registry_timeout: Duration::from_secs(5),
             private_records: false,
-            record_types: DEFAULT_RECORD_TYPES.split(',').map(str::to_owned).collect(),
+            record_type_index_mode: RecordTypeIndexMode::All,
+            record_type_index_whitelist: Vec::new(),
+            record_type_index_blacklist: Vec::new(),
+            record_types: Vec::new(),
             reprocess_after: Duration::from_secs(24 * 3600),
             deletion_peers: Vec::new(),
             verify_deletions: true,
@@ -199,13 +268,17 @@ impl Settings {
         if self.peers.is_empty() {
             return bad("GUN_PEERS", "give at least one relay URL");
         }
-        if self.record_types.iter().all(|t| t.trim().is_empty()) {
-            return bad("GUNSYNC_RECORD_TYPES", "give at least one record type");
+        let types_from = self.record_types_source();
+        if self.record_types().next().is_none() {
+            return bad(
+                types_from,
+                "selects no record type: nothing would be discovered",
+            );
         }
         for record_type in self.record_types() {
             if let Err(e) = type_index_soul(&self.registry_root, record_type) {
                 return Err(ConfigError {
-                    name: "GUNSYNC_RECORD_TYPES",
+                    name: types_from,
                     reason: format!("{record_type:?} with root {:?}: {e}", self.registry_root),
                 });
             }
@@ -281,12 +354,34 @@ impl Settings {
         Ok(())
     }
 
-    /// The record types, trimmed, without empty entries.
+    /// The record types whose indexes a cycle reads: `GUNSYNC_RECORD_TYPES` when it names any,
+    /// else OIP's choice ([`oip_record_types`]).
     pub fn record_types(&self) -> impl Iterator<Item = &str> {
-        self.record_types
-            .iter()
-            .map(|t| t.trim())
-            .filter(|t| !t.is_empty())
+        let explicit: Vec<&str> = names(&self.record_types).collect();
+        if explicit.is_empty() {
+            oip_record_types(
+                self.record_type_index_mode,
+                &self.record_type_index_whitelist,
+                &self.record_type_index_blacklist,
+            )
+        } else {
+            explicit
+        }
+        .into_iter()
+    }
+
+    /// The variable [`Settings::record_types`] comes from, for error messages.
+    fn record_types_source(&self) -> &'static str {
+        let whitelisted = names(&self.record_type_index_whitelist).next().is_some();
+        if names(&self.record_types).next().is_some() {
+            "GUNSYNC_RECORD_TYPES"
+        } else {
+            match self.record_type_index_mode {
+                RecordTypeIndexMode::Whitelist if whitelisted => "RECORD_TYPE_INDEX_WHITELIST",
+                RecordTypeIndexMode::Blacklist => "RECORD_TYPE_INDEX_BLACKLIST",
+                _ => "RECORD_TYPE_INDEX_MODE",
+            }
+        }
     }
 
     /// The retry schedule.
@@ -362,13 +457,121 @@ fn parse_millis(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{text:?} is not a whole number of milliseconds"))
 }
 
-/// An `http(s)` relay URL.
-fn parse_peer(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text.trim()).map_err(|e| format!("{text:?}: {e}"))?;
-    match url.scheme() {
-        "http" | "https" if url.host().is_some() => Ok(url),
-        _ => Err(format!("{text:?}: a relay URL is http(s)://host[:port]")),
+/// `RECORD_TYPE_INDEX_MODE`: how [`oip_record_types`] chooses among [`OIP_RECORD_TYPES`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecordTypeIndexMode {
+    /// Every OIP record type.
+    #[default]
+    All,
+    /// Only `RECORD_TYPE_INDEX_WHITELIST` (every OIP type when it names none, as in OIP).
+    Whitelist,
+    /// Every OIP record type but those of `RECORD_TYPE_INDEX_BLACKLIST`.
+    Blacklist,
+}
+
+impl FromStr for RecordTypeIndexMode {
+    type Err = String;
+
+    /// `all`, `whitelist` or `blacklist`, in any case (OIP's indexer lower-cases the mode); empty
+    /// is `all`, as in OIP.
+    ///
+    /// # Errors
+    /// Any other value. OIP's sync silently reads every type then; gunsync refuses to guess.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "" | "all" => Ok(Self::All),
+            "whitelist" => Ok(Self::Whitelist),
+            "blacklist" => Ok(Self::Blacklist),
+            _ => Err(format!(
+                "RECORD_TYPE_INDEX_MODE {text:?}: expected all, whitelist or blacklist"
+            )),
+        }
     }
+}
+
+/// The record types OIP's sync reads (`getRecordTypes()` in `helpers/oipGunRegistry.js`): every
+/// OIP type, the whitelist (as given, unknown types included; every OIP type when it names
+/// none), or every OIP type not blacklisted. List entries are trimmed and empty ones dropped.
+pub fn oip_record_types<'a>(
+    mode: RecordTypeIndexMode,
+    whitelist: &'a [String],
+    blacklist: &'a [String],
+) -> Vec<&'a str> {
+    let whitelist: Vec<&str> = names(whitelist).collect();
+    match mode {
+        RecordTypeIndexMode::Whitelist if !whitelist.is_empty() => whitelist,
+        RecordTypeIndexMode::Blacklist => {
+            let blacklist: Vec<&str> = names(blacklist).collect();
+            OIP_RECORD_TYPES
+                .into_iter()
+                .filter(|t| !blacklist.contains(t))
+                .collect()
+        }
+        _ => OIP_RECORD_TYPES.to_vec(),
+    }
+}
+
+/// A comma-separated list's entries, trimmed, without empty ones.
+fn names(list: &[String]) -> impl Iterator<Item = &str> {
+    list.iter().map(|t| t.trim()).filter(|t| !t.is_empty())
+}
+
+/// The default of `--peers`: the list [`peer_list`] picks from the environment, read once.
+fn peers_from_env() -> &'static str {
+    static PEERS: OnceLock<String> = OnceLock::new();
+    PEERS.get_or_init(|| {
+        let external = env::var("GUN_EXTERNAL_PEERS").ok();
+        let peers = env::var("GUN_PEERS").ok();
+        peer_list(external.as_deref(), peers.as_deref())
+    })
+}
+
+/// The relay list OIP's sync reads (`parsePeerNodes`): `GUN_EXTERNAL_PEERS` when it names a
+/// peer, else `GUN_PEERS`, else [`DEFAULT_PEERS`]; entries trimmed, empty ones dropped.
+pub fn peer_list(external_peers: Option<&str>, peers: Option<&str>) -> String {
+    [external_peers, peers]
+        .into_iter()
+        .flatten()
+        .map(|list| {
+            let entries: Vec<&str> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect();
+            entries.join(",")
+        })
+        .find(|list| !list.is_empty())
+        .unwrap_or_else(|| DEFAULT_PEERS.to_owned())
+}
+
+/// A relay URL, converted as OIP's sync converts its peers: `ws://` becomes `http://`, `wss://`
+/// becomes `https://`, and a path ending in `/gun` (GUN's websocket endpoint) becomes
+/// `…/gun-relay` (the relay's HTTP API behind OIP's proxy); any other `http(s)` URL is used as
+/// given. OIP does this with substring replacements that also rewrite a host starting with
+/// `gun` (`http://gunhost:8765` → `http://gun-relayhost:8765`); only the scheme and the path
+/// are rewritten here.
+///
+/// # Errors
+/// Not a URL, or a scheme other than `http`, `https`, `ws` and `wss`.
+pub fn parse_peer(text: &str) -> Result<Url, String> {
+    let mut url = Url::parse(text.trim()).map_err(|e| format!("{text:?}: {e}"))?;
+    let http = match url.scheme() {
+        "ws" | "http" => "http",
+        "wss" | "https" => "https",
+        _ => {
+            return Err(format!(
+                "{text:?}: a relay URL is http(s)://host[:port] or ws(s)://host[:port]/gun"
+            ));
+        }
+    };
+    // Between special schemes (ws, wss, http, https) the switch cannot fail.
+    url.set_scheme(http)
+        .map_err(|()| format!("{text:?}: cannot be turned into an {http} URL"))?;
+    if let Some(prefix) = url.path().trim_end_matches('/').strip_suffix("/gun") {
+        let path = format!("{prefix}/gun-relay");
+        url.set_path(&path);
+    }
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -394,7 +597,7 @@ mod tests {
         let cli = parse(&[]).unwrap();
         let s = cli.settings;
         assert_eq!(s.peers, vec![Url::parse("http://gun-relay:8765").unwrap()]);
-        assert_eq!(s.record_types().count(), 12);
+        assert_eq!(s.record_types().collect::<Vec<_>>(), OIP_RECORD_TYPES);
         assert_eq!(s.reprocess_after, Duration::from_secs(86_400));
         assert_eq!(s.backoff_base, Duration::from_secs(30));
         assert_eq!(s.backoff_max, Duration::from_secs(6 * 3600));
@@ -454,6 +657,16 @@ mod tests {
             ),
             (&["--es-index", "Records"], "GUNSYNC_ES_INDEX"),
             (&["--record-types", "bad type"], "GUNSYNC_RECORD_TYPES"),
+            (
+                &[
+                    "--record-type-index-mode",
+                    "whitelist",
+                    "--record-type-index-whitelist",
+                    "post,bad type",
+                ],
+                "RECORD_TYPE_INDEX_WHITELIST",
+            ),
+            (&["--registry-root", "bad root"], "RECORD_TYPE_INDEX_MODE"),
             (&["--registry-timeout-ms", "0"], "GUN_REGISTRY_TIMEOUT_MS"),
             (&["--es-timeout-ms", "0"], "GUNSYNC_ES_TIMEOUT_MS"),
         ];
@@ -470,8 +683,197 @@ mod tests {
             &["--sync-interval", "5s"][..],
             &["--peers", "ftp://relay"],
             &["--peers", "not a url"],
+            &["--record-type-index-mode", "allow"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn record_types_are_chosen_as_oip_chooses_them() {
+        use RecordTypeIndexMode::{All, Blacklist, Whitelist};
+        let list = |text: &str| text.split(',').map(str::to_owned).collect::<Vec<_>>();
+        let all = OIP_RECORD_TYPES.to_vec();
+        let without = |gone: &[&str]| {
+            let mut types = all.clone();
+            types.retain(|t| !gone.contains(t));
+            types
+        };
+        let table = [
+            (All, "post", "post", all.clone()),
+            (Whitelist, "post, image ,,", "", vec!["post", "image"]),
+            (Whitelist, "customType", "", vec!["customType"]),
+            (Whitelist, " , ", "post", all.clone()),
+            (
+                Blacklist,
+                "post",
+                " podcast,podcastShow ,",
+                without(&["podcast", "podcastShow"]),
+            ),
+            (Blacklist, "", "notAType", all.clone()),
+            (Blacklist, "", "", all.clone()),
+        ];
+        for (mode, whitelist, blacklist, expected) in table {
+            let (whitelist, blacklist) = (list(whitelist), list(blacklist));
+            let got = oip_record_types(mode, &whitelist, &blacklist);
+            assert_eq!(got, expected, "{mode:?} {whitelist:?} {blacklist:?}");
+        }
+    }
+
+    #[test]
+    fn index_modes_parse_in_any_case_and_empty_is_all() {
+        use RecordTypeIndexMode::{All, Blacklist, Whitelist};
+        let table = [
+            ("", Ok(All)),
+            ("all", Ok(All)),
+            ("ALL", Ok(All)),
+            ("whitelist", Ok(Whitelist)),
+            ("Whitelist", Ok(Whitelist)),
+            ("blacklist", Ok(Blacklist)),
+            (" all", Err(())),
+            ("allow", Err(())),
+        ];
+        for (text, expected) in table {
+            assert_eq!(
+                text.parse::<RecordTypeIndexMode>().map_err(|_| ()),
+                expected,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_index_mode_is_a_one_line_error_naming_the_variable() {
+        let err = parse(&["--record-type-index-mode", "Allow"]).unwrap_err();
+        let first = err.render().to_string();
+        let first = first.lines().next().unwrap();
+        assert!(
+            first.contains("RECORD_TYPE_INDEX_MODE \"Allow\""),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn explicit_record_types_override_the_index_mode() {
+        let cli = parse(&[
+            "--record-type-index-mode",
+            "whitelist",
+            "--record-type-index-whitelist",
+            "post",
+            "--record-types",
+            "recipe, workout",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.settings.record_types().collect::<Vec<_>>(),
+            ["recipe", "workout"]
+        );
+        let cli = parse(&[
+            "--record-type-index-mode",
+            "blacklist",
+            "--record-type-index-blacklist",
+            "basic",
+        ])
+        .unwrap();
+        assert_eq!(cli.settings.record_types().count(), 36);
+        let cli = parse(&["--record-types", " , "]).unwrap();
+        assert_eq!(cli.settings.record_types().count(), 37);
+    }
+
+    #[test]
+    fn a_blacklist_of_every_type_is_refused() {
+        let every = OIP_RECORD_TYPES.join(",");
+        let cli = parse(&[
+            "--record-type-index-mode",
+            "blacklist",
+            "--record-type-index-blacklist",
+            &every,
+        ])
+        .unwrap();
+        let err = cli.settings.validate().unwrap_err();
+        assert_eq!(err.name, "RECORD_TYPE_INDEX_BLACKLIST");
+    }
+
+    #[test]
+    fn external_peers_come_before_gun_peers_and_blank_lists_fall_through() {
+        let table = [
+            (Some("wss://a/gun"), Some("http://b:1"), "wss://a/gun"),
+            (
+                Some(""),
+                Some("http://gun-relay:8765"),
+                "http://gun-relay:8765",
+            ),
+            (
+                Some(" , "),
+                Some("http://b:1, http://c:2,"),
+                "http://b:1,http://c:2",
+            ),
+            (None, Some("http://b:1"), "http://b:1"),
+            (Some("http://a:1"), None, "http://a:1"),
+            (None, Some(""), DEFAULT_PEERS),
+            (None, None, DEFAULT_PEERS),
+        ];
+        for (external, peers, expected) in table {
+            assert_eq!(
+                peer_list(external, peers),
+                expected,
+                "{external:?} {peers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn peers_are_converted_as_oip_converts_them_without_its_substring_bug() {
+        let table = [
+            (
+                "ws://oip-gun-relay-1:8765/gun",
+                "http://oip-gun-relay-1:8765/gun-relay",
+            ),
+            ("wss://api.oip.onl/gun", "https://api.oip.onl/gun-relay"),
+            ("wss://api.oip.onl/gun/", "https://api.oip.onl/gun-relay"),
+            (
+                "wss://node.example/oip/gun",
+                "https://node.example/oip/gun-relay",
+            ),
+            (
+                "https://api.oip.onl/gun-relay",
+                "https://api.oip.onl/gun-relay",
+            ),
+            (
+                "ws://localhost:8765/gun-relay",
+                "http://localhost:8765/gun-relay",
+            ),
+            (
+                "http://gun-relay:8765/gun",
+                "http://gun-relay:8765/gun-relay",
+            ),
+            ("http://gun-relay:8765", "http://gun-relay:8765/"),
+            ("http://gunhost:8765", "http://gunhost:8765/"),
+            ("ws://gunhost:8765", "http://gunhost:8765/"),
+            (
+                "wss://gun.example.com/gundb",
+                "https://gun.example.com/gundb",
+            ),
+            (" http://relay:8765 ", "http://relay:8765/"),
+        ];
+        for (peer, expected) in table {
+            assert_eq!(
+                parse_peer(peer).map(String::from).as_deref(),
+                Ok(expected),
+                "{peer}"
+            );
+        }
+        for bad in [
+            "ftp://relay",
+            "not a url",
+            "ws://",
+            "file:///gun",
+            "mailto:a@b",
+        ] {
+            assert!(parse_peer(bad).is_err(), "{bad}");
+        }
+        let cli = parse(&["--peers", "ws://a:1/gun,https://b/gun-relay"]).unwrap();
+        let peers: Vec<String> = cli.settings.peers.iter().map(Url::to_string).collect();
+        assert_eq!(peers, ["http://a:1/gun-relay", "https://b/gun-relay"]);
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::scenario;
-use crate::config::DEFAULT_RECORD_TYPES;
+use crate::config::OIP_RECORD_TYPES;
 use crate::demo::es_doc_path;
 use crate::domain::type_index_soul;
 use crate::emulator::es::EsEmulator;
@@ -21,6 +21,10 @@ use crate::emulator::faults::FaultRule;
 use crate::emulator::relay::RelayEmulator;
 use crate::ledger::{JobKind, Ledger, LedgerOptions};
 
+/// Type indexes a soak cycle reads: twelve, as the socket bound was sized for. A cycle over all
+/// 37 of OIP's types keeps the relay client's 16 in-flight requests busy, so every cycle opens
+/// that many connections, more than the pools hold.
+const SOAK_RECORD_TYPES: usize = 12;
 /// RSS may grow this much after warm-up (the "≈ 0").
 pub const RSS_GROWTH_LIMIT_MB: f64 = 5.0;
 const MIB: f64 = 1024.0 * 1024.0;
@@ -179,7 +183,10 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
     let es = EsEmulator::start().await?;
     es.log().set_body_limit(0);
     relay.log().set_body_limit(0);
-    let types: Vec<String> = DEFAULT_RECORD_TYPES.split(',').map(str::to_owned).collect();
+    let types: Vec<String> = OIP_RECORD_TYPES[..SOAK_RECORD_TYPES]
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect();
     let dids = scenario::seed_records(&relay, options.records, &types)?;
     anyhow::ensure!(
         options.failing <= dids.len(),
@@ -214,6 +221,7 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
         )
         .env("GUNSYNC_DATABASE", &db)
         .env("GUN_PEERS", relay.url().as_str())
+        .env("GUNSYNC_RECORD_TYPES", types.join(","))
         .env("ELASTICSEARCHHOST", es.url().as_str())
         .env("GUNSYNC_ES_INDEX", ES_INDEX)
         .env(

@@ -6,6 +6,7 @@
 mod delete;
 mod deletions;
 mod discover;
+mod document;
 
 use std::fmt::Display;
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use url::Url;
 
 pub use delete::DeleteHandler;
 pub use deletions::DeletionSnapshots;
-pub use discover::{DiscoverHandler, Invalid, to_document, validate};
+pub use discover::DiscoverHandler;
+pub use document::{Invalid, OipRecord};
 
 use crate::config::Settings;
 use crate::domain::{Did, redacted};

@@ -19,7 +19,7 @@ const TYPES: [&str; 10] = [
     "recipe",
     "workout",
     "exercise",
-    "media",
+    "conversationSession",
     "organization",
 ];
 

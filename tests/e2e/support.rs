@@ -158,7 +158,7 @@ impl TestApp {
                 soul.as_str(),
                 record_type,
                 json!({ "basic": { "name": format!("record {local}") } }),
-                json!({ "ver": "0.8.0", "creator": { "didAddress": "did:arweave:creator" } }),
+                json!({ "ver": "0.8.0", "creator": { "didAddress": "did:arweave:creator", "publicKey": "pk" } }),
             )
             .unwrap();
         Did::from_soul(&soul)

@@ -30,7 +30,7 @@ async fn sync_against_real_gun_indexes_records_and_tombstones_a_deleted_one() {
         let soul = Soul::parse(&format!("a1b2c3d4e5f6:{record_type}-{i}")).unwrap();
         let record = json!({
             "data": { "basic": { "name": format!("real {i}") } },
-            "oip": { "ver": "0.8.0", "recordType": record_type, "creator": { "publicKey": "pk" } },
+            "oip": { "ver": "0.8.0", "recordType": record_type, "creator": { "publicKey": "pk", "didAddress": "did:arweave:creator" } },
             "meta": { "created": i },
         });
         client.put(peer, &soul, map(record)).await.unwrap();
