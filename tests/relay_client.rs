@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use gunsync::domain::{DEFAULT_REGISTRY_ROOT, Did, Soul};
+use gunsync::emulator::faults::EmulatorServer;
 use gunsync::emulator::relay::{FaultRule, Flavour, RelayEmulator};
 use gunsync::relay::{RelayClient, RelayError, RelayOptions};
 use serde_json::{Map, Value, json};
@@ -304,6 +309,63 @@ async fn type_index_skips_metadata_and_invalid_souls() {
         .unwrap();
     assert_eq!(index.souls, vec![soul("abc:1")]);
     assert_eq!(index.rejected, vec!["bad soul"]);
+}
+
+/// A relay answering every `/get` and `/put` with `status` and, when given, that `Location`.
+async fn redirecting_relay(status: u16, location: Option<String>) -> EmulatorServer {
+    let answer = move || {
+        let location = location.clone();
+        async move {
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            if let Some(location) = location {
+                response
+                    .headers_mut()
+                    .insert(header::LOCATION, location.parse().unwrap());
+            }
+            response.into_response()
+        }
+    };
+    let router = Router::new()
+        .route("/get", get(answer.clone()))
+        .route("/put", post(answer));
+    EmulatorServer::start(router).await.unwrap()
+}
+
+#[tokio::test]
+async fn redirects_are_permanent_errors_naming_the_location_and_never_followed() {
+    let elsewhere = RelayEmulator::start().await;
+    let client = client();
+    let s = soul("abc:1");
+    for status in [301, 302, 307, 308] {
+        let location = elsewhere
+            .url()
+            .join("get?soul=abc%3A1")
+            .unwrap()
+            .to_string();
+        let relay = redirecting_relay(status, Some(location.clone())).await;
+        let got = client.get(&relay.url(), &s).await.unwrap_err();
+        let put = client
+            .put(&relay.url(), &s, map(json!({"a": 1})))
+            .await
+            .unwrap_err();
+        for err in [got, put] {
+            assert!(
+                matches!(&err, RelayError::Redirect { status: st, location: Some(l), .. } if *st == status && *l == location),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains(&location), "{err}");
+            assert!(!err.is_transient(), "{err}");
+        }
+    }
+    let relay = redirecting_relay(302, None).await;
+    let err = client.get(&relay.url(), &s).await.unwrap_err();
+    assert!(err.to_string().contains("no Location"), "{err}");
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{:?}",
+        elsewhere.requests()
+    );
 }
 
 #[tokio::test]

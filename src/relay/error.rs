@@ -55,6 +55,16 @@ pub enum RelayError {
         #[source]
         source: reqwest::Error,
     },
+    /// The relay answered a redirect. The client never follows one: a relay URL is configured,
+    /// and a redirect would send the request (a put's body included) to another host.
+    #[error("{op} {target}: relay answered {status} {}; redirects are not followed", redirect_target(location.as_deref()))]
+    Redirect {
+        op: Operation,
+        target: String,
+        status: u16,
+        /// The `Location` header, on one line and truncated; `None` when absent.
+        location: Option<String>,
+    },
     /// The relay answered with a status the call does not accept.
     #[error("{op} {target}: relay answered {status}: {message}")]
     Status {
@@ -111,7 +121,8 @@ impl RelayError {
             | RelayError::Timeout { .. }
             | RelayError::BodyInterrupted { .. } => true,
             RelayError::Status { status, .. } => *status >= 500 || *status == 429,
-            RelayError::Refused { .. }
+            RelayError::Redirect { .. }
+            | RelayError::Refused { .. }
             | RelayError::Malformed { .. }
             | RelayError::TooLarge { .. }
             | RelayError::Unstorable { .. }
@@ -131,7 +142,9 @@ impl RelayError {
     /// The HTTP status the relay answered, when it answered one that failed the call.
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            RelayError::Status { status, .. } => Some(*status),
+            RelayError::Status { status, .. } | RelayError::Redirect { status, .. } => {
+                Some(*status)
+            }
             _ => None,
         }
     }
@@ -147,6 +160,14 @@ fn root_cause(err: &reqwest::Error) -> String {
     cause.to_string()
 }
 
+/// How a redirect message names where the relay pointed.
+fn redirect_target(location: Option<&str>) -> String {
+    match location {
+        Some(location) => format!("to {location}"),
+        None => "with no Location".to_owned(),
+    }
+}
+
 /// The relay's error text for a message: the `error` member of a JSON body, else the body itself,
 /// on one line and truncated.
 pub(crate) fn error_text(body: &[u8]) -> String {
@@ -158,6 +179,15 @@ pub(crate) fn error_text(body: &[u8]) -> String {
         },
         _ => String::from_utf8_lossy(body).into_owned(),
     };
+    match one_line(&text) {
+        line if line.is_empty() => "(empty body)".to_owned(),
+        line => line,
+    }
+}
+
+/// `text` from a relay (an error body, a header) made safe to repeat in a message: control
+/// characters as spaces, trimmed, at most [`MAX_MESSAGE_LEN`] characters.
+pub(crate) fn one_line(text: &str) -> String {
     let one_line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -165,7 +195,6 @@ pub(crate) fn error_text(body: &[u8]) -> String {
     let trimmed = one_line.trim();
     match trimmed.char_indices().nth(MAX_MESSAGE_LEN) {
         Some((end, _)) => format!("{}…", &trimmed[..end]),
-        None if trimmed.is_empty() => "(empty body)".to_owned(),
         None => trimmed.to_owned(),
     }
 }
@@ -227,6 +256,31 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         assert!(timeout.is_transient());
+    }
+
+    #[test]
+    fn redirects_are_permanent_and_name_their_location() {
+        let redirect = |location: Option<&str>| RelayError::Redirect {
+            op: Operation::Put,
+            target: "abc:1".into(),
+            status: 307,
+            location: location.map(str::to_owned),
+        };
+        let cases = [
+            (
+                redirect(Some("http://elsewhere:8765/put")),
+                "put abc:1: relay answered 307 to http://elsewhere:8765/put; redirects are not followed",
+            ),
+            (
+                redirect(None),
+                "put abc:1: relay answered 307 with no Location; redirects are not followed",
+            ),
+        ];
+        for (err, message) in cases {
+            assert_eq!(err.to_string(), message);
+            assert!(!err.is_transient());
+            assert_eq!(err.http_status(), Some(307));
+        }
     }
 
     #[test]

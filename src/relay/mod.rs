@@ -101,6 +101,8 @@ impl RelayClient {
             .timeout(options.timeout)
             .pool_max_idle_per_host(options.max_idle_per_host.min(4))
             .pool_idle_timeout(Duration::from_secs(30))
+            // A relay URL is configuration: never let an answer send a request elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("gunsync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(RelayError::Client)?;
@@ -402,25 +404,8 @@ impl RelayClient {
             .await
             .expect("the relay semaphore is never closed");
         let started = Instant::now();
-        let mut status = None;
-        let result = self.exchange(op, target, request, &mut status).await;
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let outcome = match status {
-            None => "transport_error",
-            Some(404) => "not_found",
-            Some(s) if s >= 500 => "server_error",
-            Some(s) if s >= 400 => "client_error",
-            Some(_) if result.is_err() => "transport_error",
-            Some(_) => "ok",
-        };
-        metrics::counter!("gunsync_http_requests_total", "system" => "relay", "outcome" => outcome)
-            .increment(1);
-        match &result {
-            Ok(_) => debug!(peer = %peer, soul = target, %op, status, elapsed_ms, "relay request"),
-            Err(err) => {
-                debug!(peer = %peer, soul = target, %op, status, elapsed_ms, error = %err, "relay request failed")
-            }
-        }
+        let result = self.exchange(op, target, request).await;
+        record(op, target, peer, started, result.as_ref().map(|a| a.status));
         result
     }
 
@@ -429,26 +414,9 @@ impl RelayClient {
         op: Operation,
         target: &str,
         request: reqwest::RequestBuilder,
-        status_seen: &mut Option<u16>,
     ) -> Result<Answer, RelayError> {
-        let timeout = self.inner.options.timeout;
-        let mut response = request.send().await.map_err(|source| {
-            if source.is_timeout() {
-                RelayError::Timeout {
-                    op,
-                    target: target.to_owned(),
-                    timeout,
-                }
-            } else {
-                RelayError::Transport {
-                    op,
-                    target: target.to_owned(),
-                    source,
-                }
-            }
-        })?;
+        let mut response = self.head(op, target, request).await?;
         let status = response.status().as_u16();
-        *status_seen = Some(status);
         let retry_after = match status {
             429 | 503 => response
                 .headers()
@@ -463,36 +431,106 @@ impl RelayClient {
         } else {
             MAX_ERROR_BODY
         };
-        let too_large = || RelayError::TooLarge {
-            op,
-            target: target.to_owned(),
-            limit,
-        };
         let body = match read_capped(&mut response, limit).await {
             Ok(Some(body)) => body,
             // An oversized error body still says what the status was.
             Ok(None) if !success => Bytes::from_static(b"(oversized error body)"),
-            Ok(None) => return Err(too_large()),
-            Err(source) if source.is_timeout() => {
-                return Err(RelayError::Timeout {
+            Ok(None) => {
+                return Err(RelayError::TooLarge {
                     op,
                     target: target.to_owned(),
-                    timeout,
+                    limit,
                 });
             }
-            Err(source) => {
-                return Err(RelayError::BodyInterrupted {
-                    op,
-                    target: target.to_owned(),
-                    source,
-                });
-            }
+            Err(source) => return Err(self.body_error(op, target, source)),
         };
         Ok(Answer {
             status,
             retry_after,
             body,
         })
+    }
+
+    /// Send `request` and take the head of the answer. A redirect fails here, before any body
+    /// is read: the client never follows one (DESIGN §3 relays answer 200, 400, 404 or 500).
+    async fn head(
+        &self,
+        op: Operation,
+        target: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RelayError> {
+        let response = request.send().await.map_err(|source| {
+            if source.is_timeout() {
+                self.timeout_error(op, target)
+            } else {
+                RelayError::Transport {
+                    op,
+                    target: target.to_owned(),
+                    source,
+                }
+            }
+        })?;
+        if response.status().is_redirection() {
+            return Err(RelayError::Redirect {
+                op,
+                target: target.to_owned(),
+                status: response.status().as_u16(),
+                location: response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .map(|v| error::one_line(&String::from_utf8_lossy(v.as_bytes()))),
+            });
+        }
+        Ok(response)
+    }
+
+    /// Reading a body failed after its status line arrived.
+    fn body_error(&self, op: Operation, target: &str, source: reqwest::Error) -> RelayError {
+        if source.is_timeout() {
+            self.timeout_error(op, target)
+        } else {
+            RelayError::BodyInterrupted {
+                op,
+                target: target.to_owned(),
+                source,
+            }
+        }
+    }
+
+    fn timeout_error(&self, op: Operation, target: &str) -> RelayError {
+        RelayError::Timeout {
+            op,
+            target: target.to_owned(),
+            timeout: self.inner.options.timeout,
+        }
+    }
+}
+
+/// Count and log one relay exchange: by the status the relay answered, else by why it did not.
+fn record(
+    op: Operation,
+    target: &str,
+    peer: &Url,
+    started: Instant,
+    result: Result<u16, &RelayError>,
+) {
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let outcome = match result {
+        Ok(404) => "not_found",
+        Ok(s) if s >= 500 => "server_error",
+        Ok(s) if s >= 400 => "client_error",
+        Ok(_) => "ok",
+        Err(RelayError::Redirect { .. }) => "redirect",
+        Err(_) => "transport_error",
+    };
+    metrics::counter!("gunsync_http_requests_total", "system" => "relay", "outcome" => outcome)
+        .increment(1);
+    match result {
+        Ok(status) => debug!(peer = %peer, soul = target, %op, status, elapsed_ms, "relay request"),
+        Err(err) => {
+            let status = err.http_status();
+            debug!(peer = %peer, soul = target, %op, status, elapsed_ms, error = %err, "relay request failed")
+        }
     }
 }
 
