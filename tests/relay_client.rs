@@ -421,16 +421,53 @@ async fn too_many_requests_carries_retry_after() {
 }
 
 #[tokio::test]
-async fn garbage_and_truncated_bodies_are_permanent() {
+async fn what_a_restarting_proxy_answers_with_200_is_transient() {
     let relay = RelayEmulator::start().await;
-    relay.fail(FaultRule::garbage("/get").times(1));
-    relay.fail(FaultRule::truncated("/get").times(1));
+    let ok_with = |body: &str| FaultRule::status("/", 200).body(body).times(1);
+    let cases = [
+        (FaultRule::garbage("/").times(1), "an html page, not json"),
+        (FaultRule::truncated("/").times(1), "invalid json in"),
+        (ok_with(""), "empty body"),
+        (ok_with("Bad Gateway"), "invalid json in"),
+        (
+            ok_with(r#"{"success":false,"error":"restarting"}"#),
+            "relay refused: restarting",
+        ),
+        (ok_with(r#"{"data":{"a":1}}"#), "relay refused"),
+    ];
     let client = client();
-    for _ in 0..2 {
-        let err = client.get(&relay.url(), &soul("abc:1")).await.unwrap_err();
-        assert!(matches!(err, RelayError::Malformed { .. }), "{err}");
-        assert!(!err.is_transient());
+    for (rule, message) in cases {
+        for put in [false, true] {
+            relay.fail(rule.clone());
+            let err = if put {
+                client
+                    .put(&relay.url(), &soul("abc:1"), map(json!({"a": 1})))
+                    .await
+            } else {
+                client.get(&relay.url(), &soul("abc:1")).await.map(|_| ())
+            }
+            .unwrap_err();
+            assert!(err.is_transient(), "{err}");
+            assert!(err.to_string().contains(message), "{err}");
+        }
     }
+}
+
+#[tokio::test]
+async fn a_success_envelope_of_the_wrong_shape_is_permanent() {
+    let relay = RelayEmulator::start().await;
+    relay.fail(FaultRule::status("/get", 200).body(r#"{"success":true,"data":"text"}"#));
+    let err = client()
+        .get(&relay.url(), &soul("abc:1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RelayError::Malformed { .. }), "{err}");
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string()
+            .ends_with("malformed answer: node data is a string, not an object"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -82,8 +82,16 @@ pub enum RelayError {
         target: String,
         message: String,
     },
-    /// The body is not JSON or not the shape DESIGN §3 describes.
+    /// A 2xx whose body is not a JSON object: an HTML page, empty, cut off, not JSON.
     #[error("{op} {target}: unexpected response: {reason}")]
+    Unparsable {
+        op: Operation,
+        target: String,
+        reason: String,
+    },
+    /// The relay's JSON envelope says success, but what it holds is not the shape DESIGN §3
+    /// describes (node data that is not an object, no `data` member, unreadable `records`).
+    #[error("{op} {target}: malformed answer: {reason}")]
     Malformed {
         op: Operation,
         target: String,
@@ -112,17 +120,21 @@ pub enum RelayError {
 }
 
 impl RelayError {
-    /// Whether trying again later can succeed: transport failures, timeouts, interrupted bodies,
-    /// 5xx and 429. Everything else (other 4xx, a refusal, a malformed or oversized body) is
-    /// permanent: the same request will fail the same way.
+    /// Whether trying again later can succeed. Transient: transport failures, timeouts,
+    /// interrupted bodies, 5xx, 429 and 408, and a 2xx that is not the relay's JSON envelope or
+    /// lacks `success: true` (HTML, empty, not JSON, a refusal: what a proxy answers while the
+    /// relay behind it restarts). Permanent, because the same request will fail the same way:
+    /// other 4xx, redirects, a well-formed answer of the wrong shape, an oversized body, a put GUN
+    /// cannot store, an invalid soul.
     pub fn is_transient(&self) -> bool {
         match self {
             RelayError::Transport { .. }
             | RelayError::Timeout { .. }
-            | RelayError::BodyInterrupted { .. } => true,
-            RelayError::Status { status, .. } => *status >= 500 || *status == 429,
-            RelayError::Redirect { .. }
+            | RelayError::BodyInterrupted { .. }
             | RelayError::Refused { .. }
+            | RelayError::Unparsable { .. } => true,
+            RelayError::Status { status, .. } => *status >= 500 || matches!(status, 408 | 429),
+            RelayError::Redirect { .. }
             | RelayError::Malformed { .. }
             | RelayError::TooLarge { .. }
             | RelayError::Unstorable { .. }
@@ -220,6 +232,7 @@ mod tests {
             (502, true),
             (503, true),
             (429, true),
+            (408, true),
             (400, false),
             (404, false),
             (413, false),
@@ -229,12 +242,23 @@ mod tests {
             assert_eq!(err.is_transient(), transient, "{code}");
             assert_eq!(err.http_status(), Some(code));
         }
-        let permanent = [
+        let glitches = [
             RelayError::Refused {
                 op: Operation::Put,
                 target: "s".into(),
                 message: "no".into(),
             },
+            RelayError::Unparsable {
+                op: Operation::Get,
+                target: "s".into(),
+                reason: "an html page, not json (120 bytes)".into(),
+            },
+        ];
+        for err in glitches {
+            assert!(err.is_transient(), "{err}");
+            assert_eq!(err.http_status(), None);
+        }
+        let permanent = [
             RelayError::Malformed {
                 op: Operation::Get,
                 target: "s".into(),

@@ -579,20 +579,13 @@ fn success_member(
 ) -> Result<Value, RelayError> {
     let mut envelope = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(envelope)) => envelope,
-        Ok(_) => {
-            return Err(malformed(
-                op,
-                target,
-                "body is not a json object".to_owned(),
-            ));
-        }
-        // Say how it broke: a cut-off body ("EOF while parsing") reads differently from a
-        // proxy's HTML page ("expected value at line 1 column 1").
+        Ok(_) => return Err(unparsable(op, target, NOT_AN_OBJECT.to_owned())),
         Err(e) => {
-            return Err(malformed(
+            let first = body.iter().copied().find(|b| !b.is_ascii_whitespace());
+            return Err(unparsable(
                 op,
                 target,
-                format!("invalid json in {} bytes: {e}", body.len()),
+                unparsable_reason(first, body.len(), &e),
             ));
         }
     };
@@ -606,6 +599,27 @@ fn success_member(
     envelope
         .remove(member)
         .ok_or_else(|| malformed(op, target, format!("no {member:?} member")))
+}
+
+/// Why a body that is not a JSON object was not: an envelope of any other JSON type.
+const NOT_AN_OBJECT: &str = "body is not a json object";
+
+/// Say how a body failed to parse, from its first non-blank byte (if any), its length so far and
+/// serde's error: an empty answer, a proxy's HTML page and a cut-off body read differently.
+fn unparsable_reason(first: Option<u8>, len: usize, err: &serde_json::Error) -> String {
+    match first {
+        None => format!("empty body ({len} bytes)"),
+        Some(b'<') => format!("an html page, not json ({len} bytes)"),
+        Some(_) => format!("invalid json in {len} bytes: {err}"),
+    }
+}
+
+fn unparsable(op: Operation, target: &str, reason: String) -> RelayError {
+    RelayError::Unparsable {
+        op,
+        target: target.to_owned(),
+        reason,
+    }
 }
 
 fn malformed(op: Operation, target: &str, reason: String) -> RelayError {
@@ -726,20 +740,32 @@ mod tests {
             "success",
         );
         assert!(matches!(refused, Err(RelayError::Refused { .. })));
-        let garbage = success_member(Operation::Get, "s", b"<html>", "data");
-        assert!(matches!(garbage, Err(RelayError::Malformed { .. })));
-        let cut = success_member(Operation::Get, "s", br#"{"success":tr"#, "data").unwrap_err();
-        assert!(
-            cut.to_string()
-                .starts_with("get s: unexpected response: invalid json in 13 bytes: "),
-            "{cut}"
-        );
-        let array = success_member(Operation::Get, "s", b"[1]", "data").unwrap_err();
-        assert!(
-            array.to_string().ends_with("body is not a json object"),
-            "{array}"
-        );
         let missing = success_member(Operation::Get, "s", br#"{"success":true}"#, "data");
         assert!(matches!(missing, Err(RelayError::Malformed { .. })));
+    }
+
+    #[test]
+    fn bodies_that_are_not_an_envelope_say_what_they_were() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "get s: unexpected response: empty body (0 bytes)"),
+            (b" \n", "get s: unexpected response: empty body (2 bytes)"),
+            (
+                b"  <html><body>502</body></html>",
+                "get s: unexpected response: an html page, not json (31 bytes)",
+            ),
+            (
+                br#"{"success":tr"#,
+                "get s: unexpected response: invalid json in 13 bytes: ",
+            ),
+            (
+                b"[1]",
+                "get s: unexpected response: body is not a json object",
+            ),
+        ];
+        for (body, message) in cases {
+            let err = success_member(Operation::Get, "s", body, "data").unwrap_err();
+            assert!(matches!(err, RelayError::Unparsable { .. }), "{err:?}");
+            assert!(err.to_string().starts_with(message), "{err}");
+        }
     }
 }
