@@ -10,7 +10,10 @@ use axum::routing::{get, post};
 use gunsync::domain::{DEFAULT_REGISTRY_ROOT, Did, Soul};
 use gunsync::emulator::faults::EmulatorServer;
 use gunsync::emulator::relay::{FaultRule, Flavour, RelayEmulator};
-use gunsync::relay::{RelayClient, RelayError, RelayOptions};
+use gunsync::relay::{
+    Budget, DEFAULT_RECORD_MAX_BYTES, DEFAULT_RECORD_MAX_NODES, RelayClient, RelayError,
+    RelayOptions,
+};
 use serde_json::{Map, Value, json};
 
 const FLAVOURS: [Flavour; 2] = [Flavour::Oip, Flavour::PlainGun];
@@ -567,6 +570,145 @@ async fn sibling_links_are_fetched_concurrently() {
     assert_eq!(node.fields().len(), 6);
     assert_eq!(node.get("k3"), Some(&json!({"v": 3})));
     assert!(relay.log().max_in_flight() >= 2, "links fetched one by one");
+}
+
+/// `count` small nodes `<prefix><i>`, and the links to them keyed `l<i>`.
+fn seed_targets(relay: &RelayEmulator, prefix: &str, count: usize, pad: usize) -> Value {
+    let mut links = Map::new();
+    for i in 0..count {
+        let target = format!("{prefix}{i}");
+        relay
+            .put(&target, json!({"i": i, "pad": "x".repeat(pad)}))
+            .unwrap();
+        links.insert(format!("l{i}"), json!({ "#": target }));
+    }
+    Value::Object(links)
+}
+
+/// The soul of every `GET /get` the relay received, in order.
+fn requested_souls(relay: &RelayEmulator) -> Vec<String> {
+    relay
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/get")
+        .filter_map(|r| {
+            let query = r.query?;
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "soul")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect()
+}
+
+fn assert_over_budget(err: &RelayError, budget: Budget, limit: usize) {
+    assert!(
+        matches!(err, RelayError::OverBudget { budget: b, limit: l, .. } if *b == budget && *l == limit),
+        "{err:?}"
+    );
+    assert!(!err.is_transient(), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with(&format!("record exceeds its budget of {limit} {budget}")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_record_whose_data_links_back_to_itself_is_fetched_once() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let s = "abc123def456:hostile";
+        let links: Map<String, Value> = (0..10)
+            .map(|i| (format!("l{i}"), json!({ "#": s })))
+            .collect();
+        relay
+            .put(
+                s,
+                json!({"pad": "x".repeat(300 * 1024), "oip": post_oip(), "data": links}),
+            )
+            .unwrap();
+        let record = client()
+            .read_record(&relay.url(), &soul(s))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.data, Some(json!({})), "{flavour:?}");
+        assert_eq!(record.oip.as_ref().unwrap()["creator"]["publicKey"], "pk");
+        // Each node of the record (itself, data, oip, oip.creator) at most once.
+        let souls = requested_souls(&relay);
+        let distinct: std::collections::HashSet<&String> = souls.iter().collect();
+        assert_eq!(distinct.len(), souls.len(), "{flavour:?}: {souls:?}");
+        assert!(souls.len() <= relay.node_count(), "{flavour:?}: {souls:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_record_fanning_out_past_its_node_budget_fails_within_the_budget() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let links = seed_targets(&relay, "abc:n", DEFAULT_RECORD_MAX_NODES + 44, 0);
+        relay
+            .put("abc:wide", json!({"oip": post_oip(), "data": links}))
+            .unwrap();
+        let err = client()
+            .read_record(&relay.url(), &soul("abc:wide"))
+            .await
+            .unwrap_err();
+        assert_over_budget(&err, Budget::Nodes, DEFAULT_RECORD_MAX_NODES);
+        let gets = relay.count("GET", "/get");
+        assert!(gets <= DEFAULT_RECORD_MAX_NODES, "{flavour:?}: {gets}");
+    }
+}
+
+#[tokio::test]
+async fn a_chain_longer_than_the_node_budget_stops_at_the_budget() {
+    let relay = RelayEmulator::start_with(Flavour::PlainGun).await;
+    let length = DEFAULT_RECORD_MAX_NODES + 44;
+    for i in 0..length {
+        relay
+            .put(
+                &format!("abc:c{i}"),
+                json!({"i": i, "next": {"#": format!("abc:c{}", i + 1)}}),
+            )
+            .unwrap();
+    }
+    let err = client()
+        .get_resolved(&relay.url(), &soul("abc:c0"), length)
+        .await
+        .unwrap_err();
+    assert_over_budget(&err, Budget::Nodes, DEFAULT_RECORD_MAX_NODES);
+    assert_eq!(relay.count("GET", "/get"), DEFAULT_RECORD_MAX_NODES);
+}
+
+#[tokio::test]
+async fn a_record_past_its_byte_budget_fails_and_stops_fetching() {
+    let node_bytes = 100 * 1024;
+    let children = 100;
+    let concurrency = 4;
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let links = seed_targets(&relay, "abc:big", children, node_bytes);
+        relay
+            .put("abc:heavy", json!({"oip": post_oip(), "data": links}))
+            .unwrap();
+        let err = client_with(RelayOptions {
+            timeout: Duration::from_secs(5),
+            concurrency,
+            ..RelayOptions::default()
+        })
+        .read_record(&relay.url(), &soul("abc:heavy"))
+        .await
+        .unwrap_err();
+        assert_over_budget(&err, Budget::Bytes, DEFAULT_RECORD_MAX_BYTES);
+        // The record, its data child, the children that fit, the one that tipped the sum over
+        // and at most one more in flight per permit: far fewer than all of them.
+        let bound = 2 + DEFAULT_RECORD_MAX_BYTES / node_bytes + 1 + concurrency;
+        let gets = relay.count("GET", "/get");
+        assert!(
+            gets <= bound && gets < children,
+            "{flavour:?}: {gets} > {bound}"
+        );
+    }
 }
 
 #[tokio::test]

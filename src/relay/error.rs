@@ -28,6 +28,24 @@ impl fmt::Display for Operation {
     }
 }
 
+/// Which part of a record's budget (`RecordBudget`) a read ran out of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// Nodes fetched for the record, the record node itself included.
+    Nodes,
+    /// Response bytes received for the record.
+    Bytes,
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Budget::Nodes => "nodes",
+            Budget::Bytes => "bytes",
+        })
+    }
+}
+
 /// A failed relay call. `target` is the soul (or the publisher hash of a `list`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -111,6 +129,15 @@ pub enum RelayError {
         target: String,
         limit: usize,
     },
+    /// Following the record's links needed more nodes or bytes than its budget allows; no
+    /// further request was sent. `target` is the record's soul.
+    #[error("{op} {target}: record exceeds its budget of {limit} {budget}")]
+    OverBudget {
+        op: Operation,
+        target: String,
+        budget: Budget,
+        limit: usize,
+    },
     /// A soul built from configuration (registry root, record type) is not a valid soul.
     #[error(transparent)]
     InvalidSoul(#[from] InvalidSoul),
@@ -125,7 +152,7 @@ impl RelayError {
     /// lacks `success: true` (HTML, empty, not JSON, a refusal: what a proxy answers while the
     /// relay behind it restarts). Permanent, because the same request will fail the same way:
     /// other 4xx, redirects, a well-formed answer of the wrong shape, an oversized body, a put GUN
-    /// cannot store, an invalid soul.
+    /// cannot store, an invalid soul, a record over its budget.
     pub fn is_transient(&self) -> bool {
         match self {
             RelayError::Transport { .. }
@@ -138,6 +165,7 @@ impl RelayError {
             | RelayError::Malformed { .. }
             | RelayError::TooLarge { .. }
             | RelayError::Unstorable { .. }
+            | RelayError::OverBudget { .. }
             | RelayError::InvalidSoul(_)
             | RelayError::Client(_) => false,
         }
@@ -269,6 +297,12 @@ mod tests {
                 target: "s".into(),
                 limit: 10,
             },
+            RelayError::OverBudget {
+                op: Operation::Get,
+                target: "s".into(),
+                budget: Budget::Nodes,
+                limit: 256,
+            },
         ];
         for err in permanent {
             assert!(!err.is_transient(), "{err}");
@@ -305,6 +339,24 @@ mod tests {
             assert!(!err.is_transient());
             assert_eq!(err.http_status(), Some(307));
         }
+    }
+
+    #[test]
+    fn over_budget_says_which_budget() {
+        let over = |budget, limit| RelayError::OverBudget {
+            op: Operation::Get,
+            target: "abc:1".into(),
+            budget,
+            limit,
+        };
+        assert_eq!(
+            over(Budget::Nodes, 256).to_string(),
+            "get abc:1: record exceeds its budget of 256 nodes"
+        );
+        assert_eq!(
+            over(Budget::Bytes, 4_194_304).to_string(),
+            "get abc:1: record exceeds its budget of 4194304 bytes"
+        );
     }
 
     #[test]

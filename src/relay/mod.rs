@@ -5,21 +5,19 @@
 
 mod error;
 mod node;
+mod resolve;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::future::try_join_all;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::debug;
 use url::Url;
 
-pub use error::{Operation, RelayError};
+pub use error::{Budget, Operation, RelayError};
 pub use node::{
     DeletionRegistry, Field, METADATA_KEY, Node, RECORD_KEYS, RecordNode, TypeIndex, classify,
 };
@@ -28,6 +26,12 @@ use crate::domain::{Soul, deletion_index_soul, type_index_soul};
 
 /// How many link levels [`RelayClient::read_record`] follows below a record node.
 pub const DEFAULT_MAX_DEPTH: usize = 4;
+
+/// Nodes one record read may fetch, the record node included ([`RecordBudget::max_nodes`]).
+pub const DEFAULT_RECORD_MAX_NODES: usize = 256;
+
+/// Response bytes one record read may receive ([`RecordBudget::max_bytes`]): 4 MiB.
+pub const DEFAULT_RECORD_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// Error bodies are read up to this much for the message, whatever the response cap.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -43,6 +47,9 @@ pub struct RelayOptions {
     pub concurrency: usize,
     /// A response body larger than this is abandoned with [`RelayError::TooLarge`].
     pub max_response_bytes: usize,
+    /// What following the links of one record may cost ([`RelayClient::read_record`],
+    /// [`RelayClient::get_resolved`]).
+    pub record_budget: RecordBudget,
 }
 
 impl Default for RelayOptions {
@@ -52,6 +59,27 @@ impl Default for RelayOptions {
             max_idle_per_host: 4,
             concurrency: 16,
             max_response_bytes: 8 * 1024 * 1024,
+            record_budget: RecordBudget::default(),
+        }
+    }
+}
+
+/// The most one record read may fetch, whatever the record's shape: a node linking to itself
+/// or fanning out must not cost more than this. Exceeding either bound is
+/// [`RelayError::OverBudget`], and no further request is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordBudget {
+    /// Nodes fetched (answered or not), the record node included.
+    pub max_nodes: usize,
+    /// Response body bytes received, summed over the record's nodes.
+    pub max_bytes: usize,
+}
+
+impl Default for RecordBudget {
+    fn default() -> Self {
+        Self {
+            max_nodes: DEFAULT_RECORD_MAX_NODES,
+            max_bytes: DEFAULT_RECORD_MAX_BYTES,
         }
     }
 }
@@ -88,8 +116,6 @@ struct Answer {
     body: Bytes,
 }
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 impl RelayClient {
     /// Build the one HTTP client all relay calls share.
     ///
@@ -124,20 +150,32 @@ impl RelayClient {
     /// # Errors
     /// Any [`RelayError`]; a 404 is not one unless the relay says the endpoint is unknown.
     pub async fn get(&self, peer: &Url, soul: &Soul) -> Result<Option<Node>, RelayError> {
+        let node = self
+            .get_capped(peer, soul, self.inner.options.max_response_bytes)
+            .await?;
+        Ok(node.map(|(node, _)| node))
+    }
+
+    /// [`get`](Self::get) with the body read up to `limit` bytes, and the size of that body.
+    async fn get_capped(
+        &self,
+        peer: &Url,
+        soul: &Soul,
+        limit: usize,
+    ) -> Result<Option<(Node, usize)>, RelayError> {
         let op = Operation::Get;
         let url = endpoint(peer, "get", &[("soul", soul.as_str())]);
         let answer = self
-            .call(op, soul.as_str(), peer, self.inner.http.get(url))
+            .call(op, soul.as_str(), peer, self.inner.http.get(url), limit)
             .await?;
         match answer.status {
             200..=299 => {
                 let data = success_member(op, soul.as_str(), &answer.body, "data")?;
                 Node::from_value(soul.clone(), data)
-                    .map(Some)
+                    .map(|node| Some((node, answer.body.len())))
                     .map_err(|reason| malformed(op, soul.as_str(), reason))
             }
-            // A relay that lacks the endpoint is misconfigured, not an empty graph.
-            404 if error::error_text(&answer.body) != "Endpoint not found" => Ok(None),
+            404 if is_absent(&answer.body) => Ok(None),
             _ => Err(status_error(op, soul.as_str(), answer)),
         }
     }
@@ -170,6 +208,7 @@ impl RelayClient {
                 soul.as_str(),
                 peer,
                 self.inner.http.post(url).json(&body),
+                self.inner.options.max_response_bytes,
             )
             .await?;
         match answer.status {
@@ -201,7 +240,13 @@ impl RelayClient {
             ],
         );
         let answer = self
-            .call(op, publisher_hash, peer, self.inner.http.get(url))
+            .call(
+                op,
+                publisher_hash,
+                peer,
+                self.inner.http.get(url),
+                self.inner.options.max_response_bytes,
+            )
             .await?;
         if !(200..=299).contains(&answer.status) {
             return Err(status_error(op, publisher_hash, answer));
@@ -209,52 +254,6 @@ impl RelayClient {
         let records = success_member(op, publisher_hash, &answer.body, "records")?;
         serde_json::from_value(records)
             .map_err(|e| malformed(op, publisher_hash, format!("records: {e}")))
-    }
-
-    /// The node with every link replaced by the node it points to, down to `max_depth` levels
-    /// (deeper links stay links). Sibling links are fetched concurrently, bounded by the client's
-    /// semaphore. A link whose target is missing (404) is an absent field: the key is dropped.
-    ///
-    /// # Errors
-    /// The first [`RelayError`] of any fetch.
-    pub async fn get_resolved(
-        &self,
-        peer: &Url,
-        soul: &Soul,
-        max_depth: usize,
-    ) -> Result<Option<Node>, RelayError> {
-        let Some(node) = self.get(peer, soul).await? else {
-            return Ok(None);
-        };
-        let fields = self
-            .resolve_fields(peer, node.into_fields(), max_depth)
-            .await?;
-        Ok(Some(Node::new(soul.clone(), fields)))
-    }
-
-    /// The record at `soul` with its `data`, `oip` and `meta` links followed; `None` when the
-    /// relay does not hold it. Check [`RecordNode::deleted`] before indexing.
-    ///
-    /// # Errors
-    /// Any [`RelayError`] of the record or of a child.
-    pub async fn read_record(
-        &self,
-        peer: &Url,
-        soul: &Soul,
-    ) -> Result<Option<RecordNode>, RelayError> {
-        let Some(node) = self.get(peer, soul).await? else {
-            return Ok(None);
-        };
-        let mut fields = node.into_fields();
-        let children: Map<String, Value> = RECORD_KEYS
-            .iter()
-            .filter_map(|key| fields.remove(*key).map(|value| ((*key).to_owned(), value)))
-            .collect();
-        fields.extend(
-            self.resolve_fields(peer, children, DEFAULT_MAX_DEPTH)
-                .await?,
-        );
-        Ok(Some(RecordNode::from_node(Node::new(soul.clone(), fields))))
     }
 
     /// The DIDs in the deletion registry (`oip:deleted:records:index`); empty when the relay has
@@ -336,66 +335,15 @@ impl RelayClient {
         self.put(peer, &index_soul, body).await
     }
 
-    fn resolve_fields<'a>(
-        &'a self,
-        peer: &'a Url,
-        fields: Map<String, Value>,
-        depth: usize,
-    ) -> BoxFuture<'a, Result<Map<String, Value>, RelayError>> {
-        Box::pin(async move {
-            let resolved = try_join_all(fields.into_iter().map(|(key, value)| async move {
-                let value = self.resolve_value(peer, &key, value, depth).await?;
-                Ok::<_, RelayError>(value.map(|value| (key, value)))
-            }))
-            .await?;
-            Ok(resolved.into_iter().flatten().collect())
-        })
-    }
-
-    /// `None` means the field is absent (a link to a missing node, or an unusable link).
-    async fn resolve_value(
-        &self,
-        peer: &Url,
-        key: &str,
-        value: Value,
-        depth: usize,
-    ) -> Result<Option<Value>, RelayError> {
-        if key == METADATA_KEY {
-            return Ok(None);
-        }
-        match classify(&value) {
-            Field::Link(_) | Field::Inline(_) if depth == 0 => Ok(Some(value)),
-            Field::Link(target) => match self.get(peer, &target).await? {
-                Some(child) => {
-                    let fields = self
-                        .resolve_fields(peer, child.into_fields(), depth - 1)
-                        .await?;
-                    Ok(Some(Value::Object(fields)))
-                }
-                None => Ok(None),
-            },
-            Field::Inline(_) => {
-                let Value::Object(fields) = value else {
-                    unreachable!("inline fields are objects")
-                };
-                let fields = self.resolve_fields(peer, fields, depth - 1).await?;
-                Ok(Some(Value::Object(fields)))
-            }
-            Field::BrokenLink(reason) => {
-                warn!(peer = %peer, key, error = %reason, "unusable link dropped");
-                Ok(None)
-            }
-            Field::Null | Field::Scalar(_) => Ok(Some(value)),
-        }
-    }
-
-    /// One HTTP exchange under a semaphore permit, body read within the cap, logged and counted.
+    /// One HTTP exchange under a semaphore permit, a 2xx body read up to `limit` bytes, logged
+    /// and counted.
     async fn call(
         &self,
         op: Operation,
         target: &str,
         peer: &Url,
         request: reqwest::RequestBuilder,
+        limit: usize,
     ) -> Result<Answer, RelayError> {
         let _permit = self
             .inner
@@ -404,7 +352,7 @@ impl RelayClient {
             .await
             .expect("the relay semaphore is never closed");
         let started = Instant::now();
-        let result = self.exchange(op, target, request).await;
+        let result = self.exchange(op, target, request, limit).await;
         record(op, target, peer, started, result.as_ref().map(|a| a.status));
         result
     }
@@ -414,6 +362,7 @@ impl RelayClient {
         op: Operation,
         target: &str,
         request: reqwest::RequestBuilder,
+        limit: usize,
     ) -> Result<Answer, RelayError> {
         let mut response = self.head(op, target, request).await?;
         let status = response.status().as_u16();
@@ -425,12 +374,8 @@ impl RelayClient {
                 .and_then(crate::retry_after::parse),
             _ => None,
         };
-        let success = (200..=299).contains(&status) || status == 404;
-        let limit = if success {
-            self.inner.options.max_response_bytes
-        } else {
-            MAX_ERROR_BODY
-        };
+        let success = (200..=299).contains(&status);
+        let limit = if success { limit } else { MAX_ERROR_BODY };
         let body = match read_capped(&mut response, limit).await {
             Ok(Some(body)) => body,
             // An oversized error body still says what the status was.
@@ -628,6 +573,12 @@ fn malformed(op: Operation, target: &str, reason: String) -> RelayError {
         target: target.to_owned(),
         reason,
     }
+}
+
+/// Whether a 404 body means the node is absent. A relay that lacks the endpoint is
+/// misconfigured, not an empty graph.
+fn is_absent(body: &[u8]) -> bool {
+    error::error_text(body) != "Endpoint not found"
 }
 
 fn status_error(op: Operation, target: &str, answer: Answer) -> RelayError {
