@@ -222,6 +222,7 @@ async fn tombstoned_record_reads_deleted_and_leaves_its_type_index() {
 
         let tombstone = client.read_record(&peer, &s).await.unwrap().unwrap();
         assert!(tombstone.deleted, "{flavour:?}: {tombstone:?}");
+        assert_eq!(tombstone.partial, None, "{flavour:?}");
         assert_eq!(tombstone.data, None);
         let index = client
             .read_type_index(&peer, DEFAULT_REGISTRY_ROOT, "post")
@@ -246,6 +247,73 @@ async fn tombstoned_record_reads_deleted_and_leaves_its_type_index() {
         );
         assert_eq!(tombstone_put["data"]["deleted"], true);
         assert!(tombstone_put["data"]["deletedAt"].is_i64());
+    }
+}
+
+#[tokio::test]
+async fn a_record_missing_data_or_oip_is_partial_not_deleted() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        relay
+            .put("abc:meta-only", json!({"meta": {"created": 1}}))
+            .unwrap();
+        relay
+            .put("abc:no-oip", json!({"data": {"a": 1}, "meta": {}}))
+            .unwrap();
+        relay
+            .put(
+                "abc:dangling",
+                json!({"data": {"#": "abc:gone"}, "oip": post_oip()}),
+            )
+            .unwrap();
+        // OIP's relay drops a key whose link it cannot follow; a plain relay answers the link.
+        let dangling = match flavour {
+            Flavour::Oip => "data is missing",
+            Flavour::PlainGun => "data is missing (link to abc:gone not found)",
+        };
+        let cases = [
+            ("abc:meta-only", "data is missing, oip is missing"),
+            ("abc:no-oip", "oip is missing"),
+            ("abc:dangling", dangling),
+        ];
+        for (s, partial) in cases {
+            let record = client()
+                .read_record(&relay.url(), &soul(s))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!record.deleted, "{flavour:?} {s}");
+            assert_eq!(record.partial.as_deref(), Some(partial), "{flavour:?} {s}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn data_and_oip_stored_as_json_text_are_parsed_and_their_links_followed() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        relay.put("abc:body", json!({"text": "hi"})).unwrap();
+        relay
+            .put(
+                "abc:texts",
+                json!({
+                    "data": r##"{"title":"t","body":{"#":"abc:body"},"tags":"[\"a\"]"}"##,
+                    "oip": r#"{"ver":"0.8.0","recordType":"post"}"#,
+                }),
+            )
+            .unwrap();
+        let record = client()
+            .read_record(&relay.url(), &soul("abc:texts"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            record.data,
+            Some(json!({"title": "t", "body": {"text": "hi"}, "tags": "[\"a\"]"})),
+            "{flavour:?}"
+        );
+        assert_eq!(record.record_type(), Some("post"), "{flavour:?}");
+        assert_eq!(record.partial, None);
     }
 }
 

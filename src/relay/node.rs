@@ -2,6 +2,8 @@
 //! and job handlers read ([`RecordNode`], [`TypeIndex`], [`DeletionRegistry`]). No I/O here; the
 //! client in `relay/mod.rs` fetches, this module interprets (DESIGN §3).
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 use tracing::warn;
 
@@ -15,6 +17,9 @@ const LINK_KEY: &str = "#";
 
 /// Record keys that hold the record itself; a tombstone nulls at least these.
 pub const RECORD_KEYS: [&str; 3] = ["data", "oip", "meta"];
+
+/// Record keys a record needs, and that OIP's publisher may store as JSON text.
+const DOCUMENT_KEYS: [&str; 2] = ["data", "oip"];
 
 /// One GUN node as a peer returned it, without the `_` metadata key.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,29 +112,44 @@ pub struct RecordNode {
     pub meta: Option<Value>,
     /// A private record (`encrypted`, or `meta.encrypted`, or an `{encrypted, iv, tag}` body).
     pub encrypted: bool,
-    /// A tombstone: never a record to index.
+    /// An explicit tombstone, never a record to index: `deleted: true`, or `data` or `oip`
+    /// present as `null` (a plain GUN relay shows nulled keys; OIP's relay drops them, so its
+    /// tombstone reads back as `{deleted: true, deletedAt}`). Absence is not deletion.
     pub deleted: bool,
+    /// What is missing when the record is no tombstone yet lacks `data` or `oip` (an absent
+    /// key, or a link whose target the relay does not hold): OIP's relay is lossy, and such a
+    /// record may read complete later (DESIGN §3). `None` when both are there, and for a
+    /// tombstone.
+    pub partial: Option<String>,
     /// Every top-level key the node holds (`_` excluded), so a tombstone can null them all.
     pub keys: Vec<String>,
 }
 
 impl RecordNode {
-    /// Interpret a fetched record node. It is `deleted` when it says `deleted: true`, when `data`
-    /// or `oip` is present as `null` (a plain GUN relay shows nulled keys), or when neither `data`
-    /// nor `oip` is there at all (OIP's relay drops `null` keys from its answer).
+    /// Interpret a record node whose links have been followed, or a raw node (a link left in
+    /// place counts as present).
     pub fn from_node(node: Node) -> Self {
+        Self::from_resolved(node, &BTreeMap::new())
+    }
+
+    /// [`from_node`](Self::from_node) for a node whose links were followed: `unresolved` says,
+    /// for a top-level key that was dropped, why (`"link to a:b/data not found"`).
+    pub(super) fn from_resolved(node: Node, unresolved: &BTreeMap<String, String>) -> Self {
         let keys: Vec<String> = node.fields.keys().cloned().collect();
         let Node { soul, mut fields } = node;
-        let explicit_null =
-            |key: &str, fields: &Map<String, Value>| matches!(fields.get(key), Some(Value::Null));
-        let flagged = fields.get("deleted").and_then(Value::as_bool) == Some(true);
-        let nulled = explicit_null("data", &fields) || explicit_null("oip", &fields);
+        parse_document_text(&mut fields);
+        let deleted = fields.get("deleted").and_then(Value::as_bool) == Some(true)
+            || DOCUMENT_KEYS
+                .iter()
+                .any(|key| matches!(fields.get(*key), Some(Value::Null)));
+        let partial = (!deleted)
+            .then(|| missing_parts(&fields, unresolved))
+            .flatten();
         let mut take = |key: &str| fields.remove(key).filter(|v| !v.is_null());
         let data = take("data");
         let oip = take("oip");
         let meta = take("meta");
         let top_encrypted = take("encrypted").is_some_and(|v| v != Value::Bool(false));
-        let deleted = flagged || nulled || (data.is_none() && oip.is_none());
         let meta_encrypted = meta
             .as_ref()
             .and_then(|m| m.get("encrypted"))
@@ -147,6 +167,7 @@ impl RecordNode {
             meta,
             encrypted: top_encrypted || meta_encrypted || body_encrypted,
             deleted,
+            partial,
             keys,
         }
     }
@@ -158,6 +179,38 @@ impl RecordNode {
 
     pub fn did(&self) -> Did {
         Did::from_soul(&self.soul)
+    }
+}
+
+/// `"data is missing (link to a:b/data not found), oip is missing"`: the absent keys of
+/// [`DOCUMENT_KEYS`], with why when a link was dropped; `None` when both are there.
+fn missing_parts(
+    fields: &Map<String, Value>,
+    unresolved: &BTreeMap<String, String>,
+) -> Option<String> {
+    let missing: Vec<String> = DOCUMENT_KEYS
+        .iter()
+        .filter(|key| !fields.contains_key(**key))
+        .map(|key| match unresolved.get(*key) {
+            Some(why) => format!("{key} is missing ({why})"),
+            None => format!("{key} is missing"),
+        })
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(", "))
+}
+
+/// Parse a `data` or `oip` that arrived as JSON text: OIP's publisher stores them as strings,
+/// and only OIP's relay parses them for its answers (DESIGN §3). Only an object or an array
+/// replaces the text, so `"null"` cannot read as a tombstone nor `"5"` as a body; text that is
+/// not JSON stays text, for validation to reject.
+pub(super) fn parse_document_text(fields: &mut Map<String, Value>) {
+    for key in DOCUMENT_KEYS {
+        let Some(Value::String(text)) = fields.get(key) else {
+            continue;
+        };
+        if let Ok(parsed @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str(text) {
+            fields.insert(key.to_owned(), parsed);
+        }
     }
 }
 
@@ -297,75 +350,163 @@ mod tests {
     }
 
     #[test]
-    fn record_node_detects_tombstones_and_privacy() {
+    fn only_an_explicit_tombstone_is_deleted_and_absence_is_partial() {
         let live = json!({"data": {"name": "n"}, "oip": {"recordType": "post", "ver": "0.8.0"}, "meta": {}});
-        let cases: &[(&str, Value, bool, bool)] = &[
-            ("live", live.clone(), false, false),
+        let cases: &[(&str, Value, bool, Option<&str>)] = &[
+            ("live", live.clone(), false, None),
             (
                 "flagged",
                 json!({"data": {"a": 1}, "oip": {"recordType": "post"}, "deleted": true}),
                 true,
-                false,
+                None,
             ),
             (
                 "plain gun tombstone",
                 json!({"data": null, "oip": null, "meta": null, "deleted": true}),
                 true,
-                false,
+                None,
             ),
             (
-                "nulled without flag",
+                "data nulled without flag",
                 json!({"data": null, "oip": {"recordType": "post"}}),
                 true,
-                false,
+                None,
             ),
             (
-                "oip relay tombstone",
+                "oip nulled without flag",
+                json!({"data": {"a": 1}, "oip": null}),
+                true,
+                None,
+            ),
+            (
+                "oip relay tombstone (null keys dropped)",
                 json!({"deleted": true, "deletedAt": 1}),
                 true,
-                false,
+                None,
             ),
-            ("nothing left", json!({"meta": {"created": 1}}), true, false),
+            (
+                "meta only",
+                json!({"meta": {"created": 1}}),
+                false,
+                Some("data is missing, oip is missing"),
+            ),
+            (
+                "no oip",
+                json!({"data": {"a": 1}, "meta": {}}),
+                false,
+                Some("oip is missing"),
+            ),
+            (
+                "nothing at all",
+                json!({}),
+                false,
+                Some("data is missing, oip is missing"),
+            ),
             (
                 "deleted false",
                 json!({"data": {"a": 1}, "oip": {}, "deleted": false}),
                 false,
-                false,
+                None,
             ),
             (
-                "top encrypted",
-                json!({"data": "x", "oip": {}, "encrypted": true}),
+                "deleted as text is no flag",
+                json!({"data": {"a": 1}, "deleted": "true"}),
                 false,
-                true,
+                Some("oip is missing"),
             ),
             (
-                "meta encrypted",
-                json!({"data": "x", "oip": {}, "meta": {"encrypted": true}}),
+                "null text is no tombstone",
+                json!({"data": "null", "oip": "null"}),
                 false,
-                true,
-            ),
-            (
-                "meta not encrypted",
-                json!({"data": {}, "oip": {}, "meta": {"encrypted": false}}),
-                false,
-                false,
-            ),
-            (
-                "gcm body",
-                json!({"data": {"encrypted": "c", "iv": "i", "tag": "t"}, "oip": {}}),
-                false,
-                true,
+                None,
             ),
         ];
-        for (name, value, deleted, encrypted) in cases {
+        for (name, value, deleted, partial) in cases {
             let record = RecordNode::from_node(Node::new(soul("a:b"), fields(value.clone())));
             assert_eq!(record.deleted, *deleted, "{name}");
-            assert_eq!(record.encrypted, *encrypted, "{name}");
+            assert_eq!(record.partial.as_deref(), *partial, "{name}");
         }
+        let unresolved =
+            BTreeMap::from([("data".to_owned(), "link to a:b/data not found".to_owned())]);
+        let dangling = RecordNode::from_resolved(
+            Node::new(soul("a:b"), fields(json!({"oip": {"recordType": "post"}}))),
+            &unresolved,
+        );
+        assert!(!dangling.deleted);
+        assert_eq!(
+            dangling.partial.as_deref(),
+            Some("data is missing (link to a:b/data not found)")
+        );
         let record = RecordNode::from_node(Node::new(soul("a:b"), fields(live)));
         assert_eq!(record.record_type(), Some("post"));
         assert_eq!(record.keys, vec!["data", "meta", "oip"]);
         assert_eq!(record.did().as_str(), "did:gun:a:b");
+    }
+
+    #[test]
+    fn data_and_oip_stored_as_json_text_are_parsed_when_they_hold_a_document() {
+        let cases = [
+            (
+                json!(r#"{"name":"n","tags":"[\"a\"]"}"#),
+                json!({"name": "n", "tags": "[\"a\"]"}),
+            ),
+            (json!(" [1, 2] "), json!([1, 2])),
+            (
+                json!(r##"{"ref":{"#":"a:b/x"}}"##),
+                json!({"ref": {"#": "a:b/x"}}),
+            ),
+            (json!("{not json"), json!("{not json")),
+            (json!("null"), json!("null")),
+            (json!("5"), json!("5")),
+            (json!(r#""text""#), json!(r#""text""#)),
+            (json!({"already": "parsed"}), json!({"already": "parsed"})),
+        ];
+        for (stored, read) in cases {
+            let record = RecordNode::from_node(Node::new(
+                soul("a:b"),
+                fields(json!({"data": stored, "oip": stored, "meta": stored})),
+            ));
+            assert_eq!(record.data.as_ref(), Some(&read), "data {stored}");
+            assert_eq!(record.oip.as_ref(), Some(&read), "oip {stored}");
+            assert_eq!(
+                record.meta.as_ref(),
+                Some(&stored),
+                "meta is never parsed: {stored}"
+            );
+        }
+        let typed = RecordNode::from_node(Node::new(
+            soul("a:b"),
+            fields(json!({"data": "{}", "oip": r#"{"recordType":"post"}"#})),
+        ));
+        assert_eq!(typed.record_type(), Some("post"));
+    }
+
+    #[test]
+    fn record_node_detects_privacy() {
+        let cases = [
+            (json!({"data": "x", "oip": {}, "encrypted": true}), true),
+            (json!({"data": "x", "oip": {}, "encrypted": false}), false),
+            (
+                json!({"data": "x", "oip": {}, "meta": {"encrypted": true}}),
+                true,
+            ),
+            (
+                json!({"data": {}, "oip": {}, "meta": {"encrypted": false}}),
+                false,
+            ),
+            (
+                json!({"data": {"encrypted": "c", "iv": "i", "tag": "t"}, "oip": {}}),
+                true,
+            ),
+            (
+                json!({"data": {"encrypted": "c", "iv": null, "tag": "t"}, "oip": {}}),
+                false,
+            ),
+        ];
+        for (value, encrypted) in cases {
+            let record = RecordNode::from_node(Node::new(soul("a:b"), fields(value.clone())));
+            assert_eq!(record.encrypted, encrypted, "{value}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! fetch, however deep the record. A visited-soul set makes a cycle or a repeated link cost one
 //! fetch, and a [`RecordBudget`] of nodes and bytes bounds what any record can cost.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use tracing::{debug, warn};
 use url::Url;
 
+use super::node::parse_document_text;
 use super::{
     Budget, DEFAULT_MAX_DEPTH, Field, METADATA_KEY, Node, Operation, RECORD_KEYS, RecordBudget,
     RecordNode, RelayClient, RelayError, classify,
@@ -38,13 +39,15 @@ impl RelayClient {
         let Some(node) = walk.root().await? else {
             return Ok(None);
         };
-        let fields = walk.resolve(node.into_fields(), max_depth).await?;
-        Ok(Some(Node::new(soul.clone(), fields)))
+        let resolved = walk.resolve(node.into_fields(), max_depth).await?;
+        Ok(Some(Node::new(soul.clone(), resolved.fields)))
     }
 
     /// The record at `soul` with its `data`, `oip` and `meta` links followed as
     /// [`get_resolved`](Self::get_resolved) follows them, within the same budget; `None` when the
-    /// relay does not hold it. Check [`RecordNode::deleted`] before indexing.
+    /// relay does not hold it. A `data` or `oip` stored as JSON text is parsed first, so links
+    /// inside it are followed too. Check [`RecordNode::deleted`] and [`RecordNode::partial`]
+    /// before indexing.
     ///
     /// # Errors
     /// Any [`RelayError`] of the record or of a child; [`RelayError::OverBudget`] for a record
@@ -59,12 +62,17 @@ impl RelayClient {
             return Ok(None);
         };
         let mut fields = node.into_fields();
-        let children: Map<String, Value> = RECORD_KEYS
+        let mut children: Map<String, Value> = RECORD_KEYS
             .iter()
             .filter_map(|key| fields.remove(*key).map(|value| ((*key).to_owned(), value)))
             .collect();
-        fields.extend(walk.resolve(children, DEFAULT_MAX_DEPTH).await?);
-        Ok(Some(RecordNode::from_node(Node::new(soul.clone(), fields))))
+        parse_document_text(&mut children);
+        let resolved = walk.resolve(children, DEFAULT_MAX_DEPTH).await?;
+        fields.extend(resolved.fields);
+        Ok(Some(RecordNode::from_resolved(
+            Node::new(soul.clone(), fields),
+            &resolved.dropped,
+        )))
     }
 }
 
@@ -93,6 +101,20 @@ struct Link {
     path: Vec<String>,
     target: Soul,
     depth: usize,
+}
+
+/// What scanning found: the links of the next level, and why top-level keys were dropped.
+#[derive(Default)]
+struct Found {
+    links: Vec<Link>,
+    dropped: BTreeMap<String, String>,
+}
+
+/// Fields after link following.
+struct Resolved {
+    fields: Map<String, Value>,
+    /// For each top-level key that was dropped, why.
+    dropped: BTreeMap<String, String>,
 }
 
 /// Why a link was not replaced by its node.
@@ -139,12 +161,12 @@ impl<'a> Walk<'a> {
         &self,
         mut fields: Map<String, Value>,
         depth: usize,
-    ) -> Result<Map<String, Value>, RelayError> {
-        let mut level = Vec::new();
-        self.scan(&mut fields, &mut Vec::new(), depth, &mut level);
-        while !level.is_empty() {
+    ) -> Result<Resolved, RelayError> {
+        let mut found = Found::default();
+        self.scan(&mut fields, &mut Vec::new(), depth, &mut found);
+        while !found.links.is_empty() {
+            let level = std::mem::take(&mut found.links);
             let nodes = try_join_all(level.iter().map(|link| self.fetch(&link.target))).await?;
-            let mut next = Vec::new();
             for (link, node) in level.into_iter().zip(nodes) {
                 let Link {
                     mut path,
@@ -154,36 +176,38 @@ impl<'a> Walk<'a> {
                 match node {
                     Some(node) => {
                         let mut child = node.into_fields();
-                        self.scan(&mut child, &mut path, depth - 1, &mut next);
+                        self.scan(&mut child, &mut path, depth - 1, &mut found);
                         if let Some(slot) = slot(&mut fields, &path) {
                             *slot = Value::Object(child);
                         }
                     }
                     None => {
-                        self.log_dropped(&path, &Dropped::NotFound(target));
+                        self.drop_field(&path, &Dropped::NotFound(target), &mut found);
                         remove(&mut fields, &path);
                     }
                 }
             }
-            level = next;
         }
-        Ok(fields)
+        Ok(Resolved {
+            fields,
+            dropped: found.dropped,
+        })
     }
 
-    /// Take stock of the map at `path`: drop `_`, queue its links in `links` (each stays in place
-    /// until its node arrives), resolve its inline objects in place, and drop what cannot be
-    /// followed or was already fetched.
+    /// Take stock of the map at `path`: drop `_`, queue its links in `found` (each stays in
+    /// place until its node arrives), resolve its inline objects in place, and drop what cannot
+    /// be followed or was already fetched.
     fn scan(
         &self,
         map: &mut Map<String, Value>,
         path: &mut Vec<String>,
         depth: usize,
-        links: &mut Vec<Link>,
+        found: &mut Found,
     ) {
         map.remove(METADATA_KEY);
         map.retain(|key, value| {
             path.push(key.clone());
-            let keep = self.scan_value(value, path, depth, links);
+            let keep = self.scan_value(value, path, depth, found);
             path.pop();
             keep
         });
@@ -195,15 +219,15 @@ impl<'a> Walk<'a> {
         value: &mut Value,
         path: &mut Vec<String>,
         depth: usize,
-        links: &mut Vec<Link>,
+        found: &mut Found,
     ) -> bool {
         match classify(value) {
             Field::Link(target) if depth > 0 => {
                 if !self.claim(&target) {
-                    self.log_dropped(path, &Dropped::Repeat(target));
+                    self.drop_field(path, &Dropped::Repeat(target), found);
                     return false;
                 }
-                links.push(Link {
+                found.links.push(Link {
                     path: path.clone(),
                     target,
                     depth,
@@ -212,20 +236,21 @@ impl<'a> Walk<'a> {
             }
             Field::Inline(_) if depth > 0 => {
                 if let Value::Object(inner) = value {
-                    self.scan(inner, path, depth - 1, links);
+                    self.scan(inner, path, depth - 1, found);
                 }
                 true
             }
             Field::BrokenLink(reason) => {
-                self.log_dropped(path, &Dropped::Unusable(reason));
+                self.drop_field(path, &Dropped::Unusable(reason), found);
                 false
             }
             Field::Link(_) | Field::Inline(_) | Field::Null | Field::Scalar(_) => true,
         }
     }
 
-    /// A missing target or a repeat is an expected shape of GUN data; an unusable link is not.
-    fn log_dropped(&self, path: &[String], why: &Dropped) {
+    /// Log why the field at `path` is dropped, and keep the reason for a top-level key. A
+    /// missing target or a repeat is an expected shape of GUN data; an unusable link is not.
+    fn drop_field(&self, path: &[String], why: &Dropped, found: &mut Found) {
         let field = path.join(".");
         match why {
             Dropped::Unusable(_) => {
@@ -234,6 +259,9 @@ impl<'a> Walk<'a> {
             Dropped::NotFound(_) | Dropped::Repeat(_) => {
                 debug!(peer = %self.peer, record = %self.record, field, reason = %why, "field dropped")
             }
+        }
+        if let [key] = path {
+            found.dropped.insert(key.clone(), why.to_string());
         }
     }
 
