@@ -1,18 +1,23 @@
 //! The relay client against the in-process relay emulator, in both answer flavours: GUN put
 //! semantics, link following, tombstones, registry reads, and how each failure is classified.
 
-use std::time::Duration;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::{StreamExt, TryStreamExt, stream};
 use gunsync::domain::{DEFAULT_REGISTRY_ROOT, Did, Soul};
 use gunsync::emulator::faults::EmulatorServer;
 use gunsync::emulator::relay::{FaultRule, Flavour, RelayEmulator};
 use gunsync::relay::{
-    Budget, DEFAULT_RECORD_MAX_BYTES, DEFAULT_RECORD_MAX_NODES, RelayClient, RelayError,
-    RelayOptions,
+    Budget, DEFAULT_RECORD_MAX_BYTES, DEFAULT_RECORD_MAX_NODES, DeletionEntry, IndexBatch,
+    IndexEntry, IndexStream, RegistryBatch, RelayClient, RelayError, RelayOptions,
 };
 use serde_json::{Map, Value, json};
 
@@ -432,6 +437,14 @@ async fn redirects_are_permanent_errors_naming_the_location_and_never_followed()
     let relay = redirecting_relay(302, None).await;
     let err = client.get(&relay.url(), &s).await.unwrap_err();
     assert!(err.to_string().contains("no Location"), "{err}");
+    let streamed = client
+        .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post", 10)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(streamed, RelayError::Redirect { .. }),
+        "{streamed}"
+    );
     assert!(
         elsewhere.requests().is_empty(),
         "{:?}",
@@ -497,9 +510,9 @@ async fn what_a_restarting_proxy_answers_with_200_is_transient() {
     let ok_with = |body: &str| FaultRule::status("/", 200).body(body).times(1);
     let cases = [
         (FaultRule::garbage("/").times(1), "an html page, not json"),
-        (FaultRule::truncated("/").times(1), "invalid json in"),
+        (FaultRule::truncated("/").times(1), "invalid json ("),
         (ok_with(""), "empty body"),
-        (ok_with("Bad Gateway"), "invalid json in"),
+        (ok_with("Bad Gateway"), "invalid json ("),
         (
             ok_with(r#"{"success":false,"error":"restarting"}"#),
             "relay refused: restarting",
@@ -832,4 +845,515 @@ async fn emulator_serves_a_large_type_index() {
         .unwrap()
         .unwrap();
     assert!(!record.deleted);
+}
+
+// Streamed index and registry reads.
+
+const INDEX: &str = "oip:registry:index:post";
+const REGISTRY: &str = "oip:deleted:records:index";
+
+/// Every batch of an index stream, checking that none holds more than `batch` entries.
+async fn all_batches(stream: IndexStream, batch: usize) -> IndexBatch {
+    let batches: Vec<IndexBatch> = stream.try_collect().await.unwrap();
+    let mut all = IndexBatch::default();
+    for one in batches {
+        assert!(one.entries.len() + one.rejected.len() <= batch, "{one:?}");
+        all.entries.extend(one.entries);
+        all.rejected.extend(one.rejected);
+    }
+    all.entries.sort_by(|a, b| a.soul.cmp(&b.soul));
+    all.rejected.sort();
+    all
+}
+
+async fn stream_index(client: &RelayClient, relay: &RelayEmulator, batch: usize) -> IndexBatch {
+    let stream = client
+        .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post", batch)
+        .await
+        .unwrap()
+        .expect("the index exists");
+    all_batches(stream, batch).await
+}
+
+fn entry(soul_: &str, timestamp: Option<i64>) -> IndexEntry {
+    IndexEntry {
+        soul: soul(soul_),
+        timestamp,
+    }
+}
+
+#[tokio::test]
+async fn a_missing_index_or_registry_streams_as_none() {
+    let relay = RelayEmulator::start().await;
+    let client = client();
+    let index = client
+        .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "recipe", 10)
+        .await
+        .unwrap();
+    assert!(index.is_none());
+    assert!(
+        client
+            .stream_deletion_registry(&relay.url(), 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn index_entries_count_only_when_they_name_their_own_soul() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        relay
+            .put(
+                INDEX,
+                json!({
+                    "abc:1": {"soul": "abc:1", "nodeId": "n", "timestamp": 1_764_000_000_000_i64},
+                    "abc:2": {"soul": "abc:2", "timestamp": 1.5},
+                    // What OIP's lossy storage shows: a truncated key, a key one character short.
+                    "c9e419bc832d:h:": {"soul": "c9e419bc832d:h:post-1"},
+                    "c9e419bc832d:post-": {"soul": "c9e419bc832d:post-1"},
+                    "abc:nosoul": {"nodeId": "n"},
+                    "abc:scalar": "abc:scalar",
+                    "abc:removed": null,
+                    "oip:meta": {"soul": "oip:meta"},
+                    "_hidden": {"soul": "_hidden"},
+                }),
+            )
+            .unwrap();
+        let all = stream_index(&client(), &relay, 2).await;
+        assert_eq!(
+            all.entries,
+            vec![
+                entry("abc:1", Some(1_764_000_000_000)),
+                entry("abc:2", None)
+            ],
+            "{flavour:?}"
+        );
+        assert_eq!(
+            all.rejected,
+            vec![
+                "abc:nosoul",
+                "abc:scalar",
+                "c9e419bc832d:h:",
+                "c9e419bc832d:post-"
+            ],
+            "{flavour:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn link_entries_are_followed_to_nodes_that_must_name_their_soul() {
+    let relay = RelayEmulator::start_with(Flavour::PlainGun).await;
+    relay
+        .put(
+            INDEX,
+            json!({
+                "abc:1": {"soul": "abc:1", "timestamp": 7},
+                "abc:2": {"soul": "abc:other"},
+                "abc:3": {"#": "oip:registry:index:post/abc:3"},
+                "abc:4": {"#": "abc:4"},
+            }),
+        )
+        .unwrap();
+    relay.put("abc:4", json!({"soul": "abc:4"})).unwrap();
+    assert_eq!(
+        relay.node(INDEX).unwrap()["abc:1"],
+        json!({"#": "oip:registry:index:post/abc:1"})
+    );
+    let all = stream_index(&client(), &relay, 10).await;
+    assert_eq!(all.entries, vec![entry("abc:1", Some(7))]);
+    // abc:2 names another soul, abc:3's node does not exist, abc:4 links elsewhere.
+    assert_eq!(all.rejected, vec!["abc:2", "abc:3", "abc:4"]);
+    let fetched = requested_souls(&relay);
+    assert!(!fetched.contains(&"abc:4".to_owned()), "{fetched:?}");
+    assert!(fetched.contains(&"oip:registry:index:post/abc:3".to_owned()));
+}
+
+#[tokio::test]
+async fn entries_wrapped_under_data_count_in_both_flavours() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        relay
+            .put(
+                INDEX,
+                json!({
+                    "abc:1": {"soul": "abc:1"},
+                    "data": {"abc:2": {"soul": "abc:2"}, "abc:3": {"soul": "abc:3"}, "abc:4": null},
+                }),
+            )
+            .unwrap();
+        let all = stream_index(&client(), &relay, 10).await;
+        let souls: Vec<&str> = all.entries.iter().map(|e| e.soul.as_str()).collect();
+        assert_eq!(souls, vec!["abc:1", "abc:2", "abc:3"], "{flavour:?}");
+        assert!(all.rejected.is_empty(), "{flavour:?}: {:?}", all.rejected);
+
+        let index = client()
+            .read_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post")
+            .await
+            .unwrap();
+        assert_eq!(index.souls.len(), 3, "{flavour:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_index_past_max_index_bytes_ends_with_too_large() {
+    let relay = RelayEmulator::start().await;
+    relay
+        .seed_entries(
+            INDEX,
+            (0..2_000).map(|i| {
+                let s = format!("abc:r{i:05}");
+                (s.clone(), json!({ "soul": s }))
+            }),
+        )
+        .unwrap();
+    let limit = 16 * 1024;
+    let client = client_with(RelayOptions {
+        timeout: Duration::from_secs(5),
+        max_index_bytes: limit,
+        ..RelayOptions::default()
+    });
+    let stream = client
+        .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post", 100)
+        .await
+        .unwrap()
+        .unwrap();
+    let items: Vec<Result<IndexBatch, RelayError>> = stream.collect().await;
+    let (last, before) = items.split_last().unwrap();
+    assert!(before.iter().all(Result::is_ok));
+    let err = last.as_ref().unwrap_err();
+    assert!(
+        matches!(err, RelayError::TooLarge { limit: l, .. } if *l == limit),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+    // The max_response_bytes of a single node does not apply to index reads.
+    let small_nodes = client_with(RelayOptions {
+        max_response_bytes: 1024,
+        ..RelayOptions::default()
+    });
+    assert_eq!(
+        stream_index(&small_nodes, &relay, 500).await.entries.len(),
+        2_000
+    );
+}
+
+#[tokio::test]
+async fn index_answers_that_are_not_the_envelope_or_stall_fail_as_transient() {
+    let relay = RelayEmulator::start().await;
+    relay
+        .put(INDEX, json!({"abc:1": {"soul": "abc:1"}}))
+        .unwrap();
+    relay.fail(FaultRule::garbage("/get").times(1));
+    relay.fail(FaultRule::slow_drip("/get", Duration::from_millis(50)).times(1));
+    let client = client_with(RelayOptions {
+        timeout: Duration::from_millis(500),
+        ..RelayOptions::default()
+    });
+    for expected in ["an html page", "did not answer within"] {
+        let stream = client
+            .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post", 10)
+            .await
+            .unwrap()
+            .unwrap();
+        let items: Vec<_> = stream.collect().await;
+        let err = items.last().unwrap().as_ref().unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    assert_eq!(stream_index(&client, &relay, 10).await.entries.len(), 1);
+}
+
+/// Counts the bodies a test relay is still sending.
+struct OpenBody(Arc<AtomicUsize>);
+
+impl OpenBody {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        Self(open.clone())
+    }
+}
+
+impl Drop for OpenBody {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A relay whose type index never ends, and how many of its bodies are still being sent.
+async fn endless_index_relay() -> (EmulatorServer, Arc<AtomicUsize>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let counter = open.clone();
+    let answer = move || {
+        let body = OpenBody::new(&counter);
+        async move {
+            let head = stream::once(async { Bytes::from_static(br#"{"success":true,"data":{"#) });
+            let entries = stream::iter(0u64..).map(move |i| {
+                let _sending = &body;
+                Bytes::from(format!(r#""abc:{i}":{{"soul":"abc:{i}"}},"#))
+            });
+            Response::new(Body::from_stream(
+                head.chain(entries).map(Ok::<_, Infallible>),
+            ))
+        }
+    };
+    let server = EmulatorServer::start(Router::new().route("/get", get(answer)))
+        .await
+        .unwrap();
+    (server, open)
+}
+
+#[tokio::test]
+async fn dropping_an_index_stream_stops_reading_its_body() {
+    let (relay, open) = endless_index_relay().await;
+    let client = client_with(RelayOptions {
+        max_index_bytes: usize::MAX,
+        ..RelayOptions::default()
+    });
+    let mut stream = client
+        .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post", 100)
+        .await
+        .unwrap()
+        .unwrap();
+    let first = stream.try_next().await.unwrap().unwrap();
+    assert_eq!(first.entries.len(), 100);
+    assert_eq!(open.load(Ordering::SeqCst), 1);
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open.load(Ordering::SeqCst) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the endless body is still being read"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_deletion_registry_streams_marked_dids_and_their_entries_read() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let good = Did::parse("did:gun:647f79c2a338:post-1").unwrap();
+        relay.seed_deletion(&good).unwrap();
+        relay
+            .put(
+                REGISTRY,
+                json!({
+                    "did:gun:647f79c2a338:post-2": {"deletedAt": 1},
+                    "did:gun:bad soul": true,
+                    "did:gun:abc:text": "yes",
+                    "did:gun:abc:undone": false,
+                    "did:gun:abc:removed": null,
+                }),
+            )
+            .unwrap();
+        let batches: Vec<RegistryBatch> = client()
+            .stream_deletion_registry(&relay.url(), 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(batches.iter().all(|b| b.dids.len() + b.rejected.len() == 1));
+        let dids: Vec<&str> = batches
+            .iter()
+            .flat_map(|b| b.dids.iter().map(Did::as_str))
+            .collect();
+        assert_eq!(
+            dids,
+            vec!["did:gun:647f79c2a338:post-1", "did:gun:647f79c2a338:post-2"],
+            "{flavour:?}"
+        );
+        let rejected: usize = batches.iter().map(|b| b.rejected.len()).sum();
+        assert_eq!(rejected, 2, "{flavour:?}");
+
+        let entry = client()
+            .read_deletion_entry(&relay.url(), &good)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(entry.deleted_by.as_deref(), Some("emulator"));
+        assert_eq!(entry.did.as_deref(), Some(good.as_str()));
+        assert!(entry.deleted_at.is_some_and(|at| at > 1_700_000_000_000));
+        let other = Did::parse("did:gun:abc:none").unwrap();
+        let none: Option<DeletionEntry> = client()
+            .read_deletion_entry(&relay.url(), &other)
+            .await
+            .unwrap();
+        assert_eq!(none, None);
+    }
+}
+
+// Memory: RSS is one number per process, and this binary runs its tests on threads side by
+// side, so each measurement runs alone in a fresh process of this binary.
+
+/// Set in the child process a test runs alone in.
+const ALONE: &str = "GUNSYNC_RELAY_TEST_ALONE";
+
+/// Whether this process is the one to run `test`: true in the child started for it. Otherwise
+/// run `test` alone in a fresh process of this test binary, show its output, require it passed.
+fn alone(test: &str) -> bool {
+    if std::env::var_os(ALONE).is_some() {
+        return true;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .expect("run this test binary");
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{test}, run alone, failed");
+    false
+}
+
+/// This process's resident set size (`VmRSS`), in KiB.
+fn rss_kib() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The size of the relay's answer to a get of `soul`, read chunk by chunk and dropped.
+async fn answer_bytes(relay: &RelayEmulator, soul: &str) -> usize {
+    let url = relay.url().join(&format!("get?soul={soul}")).unwrap();
+    let mut response = reqwest::get(url).await.unwrap();
+    let mut bytes = 0;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        bytes += chunk.len();
+    }
+    bytes
+}
+
+/// Stream `items` (the batches of one read), sampling RSS after each; print and check that the
+/// peak stays under half the body it read.
+async fn assert_flat<T, S>(
+    what: &str,
+    body: usize,
+    batches: S,
+    count: impl Fn(&T) -> usize,
+) -> usize
+where
+    S: futures::Stream<Item = Result<T, RelayError>> + Unpin,
+{
+    let before = rss_kib();
+    let mut peak = before;
+    let mut total = 0;
+    let mut batches = batches;
+    while let Some(batch) = batches.try_next().await.unwrap() {
+        total += count(&batch);
+        peak = peak.max(rss_kib());
+    }
+    let after = rss_kib();
+    println!(
+        "{what}: body {} KiB; VmRSS before {before} KiB, peak {peak} KiB (+{} KiB), after {after} KiB",
+        body / 1024,
+        peak - before
+    );
+    assert!(
+        (peak - before) * 1024 < body / 2,
+        "{what}: memory grew with the body"
+    );
+    total
+}
+
+/// Start the blocking pool and its allocator arena with a tiny index, so that the measured read
+/// pays for nothing but itself (a large warm-up would leave freed memory to hide growth in).
+async fn warm_up(client: &RelayClient, relay: &RelayEmulator) {
+    relay
+        .put(
+            "oip:registry:index:warmup",
+            json!({"abc:1": {"soul": "abc:1"}}),
+        )
+        .unwrap();
+    let stream = client
+        .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "warmup", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(all_batches(stream, 1).await.entries.len(), 1);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_100k_entry_type_index_streams_completely_in_flat_memory() {
+    if !alone("a_100k_entry_type_index_streams_completely_in_flat_memory") {
+        return;
+    }
+    runtime().block_on(async {
+        let relay = RelayEmulator::start().await;
+        let entries = 100_000;
+        relay
+            .seed_entries(
+                INDEX,
+                (0..entries).map(|i| {
+                    let s = format!("abcdef012345:record-{i:06}");
+                    let entry = json!({"soul": s, "nodeId": "emulator", "timestamp": 1_764_000_000_000_i64 + i});
+                    (s, entry)
+                }),
+            )
+            .unwrap();
+        let body = answer_bytes(&relay, INDEX).await;
+        let client = client();
+        warm_up(&client, &relay).await;
+        let batches = client
+            .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post", 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let read = assert_flat("100k-entry type index", body, batches, |b: &IndexBatch| {
+            assert!(b.entries.len() <= 1_000);
+            b.entries.len()
+        })
+        .await;
+        assert_eq!(read, entries as usize);
+    });
+}
+
+#[test]
+fn a_300k_entry_deletion_registry_streams_completely_in_flat_memory() {
+    if !alone("a_300k_entry_deletion_registry_streams_completely_in_flat_memory") {
+        return;
+    }
+    runtime().block_on(async {
+        let relay = RelayEmulator::start().await;
+        let dids = 300_000;
+        relay
+            .seed_entries(
+                REGISTRY,
+                (0..dids).map(|i| (format!("did:gun:abcdef012345:record-{i:06}"), json!(true))),
+            )
+            .unwrap();
+        let body = answer_bytes(&relay, REGISTRY).await;
+        let client = client();
+        warm_up(&client, &relay).await;
+        let batches = client
+            .stream_deletion_registry(&relay.url(), 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let read = assert_flat(
+            "300k-entry deletion registry",
+            body,
+            batches,
+            |b: &RegistryBatch| {
+                assert!(b.dids.len() <= 1_000);
+                b.dids.len()
+            },
+        )
+        .await;
+        assert_eq!(read, dids);
+    });
 }

@@ -1,11 +1,14 @@
 //! [`RelayClient`]: the only code that speaks HTTP to GUN relays (DESIGN §3). One shared
-//! `reqwest::Client` with pool limits, a timeout, a semaphore bounding in-flight requests and a
-//! response size cap; raw `get`/`put`/`list`, link following, and the registry reads and
-//! tombstone writes the sync cycle and job handlers use. It never decides OIP validity.
+//! `reqwest::Client` with pool limits, a timeout, no redirects, a semaphore bounding in-flight
+//! requests and a response size cap; raw `get`/`put`/`list`, bounded link following
+//! (`resolve.rs`), streamed registry reads (`index.rs`, `stream.rs`), and the tombstone writes the
+//! sync cycle and job handlers use. It never decides OIP validity.
 
 mod error;
+mod index;
 mod node;
 mod resolve;
+mod stream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,11 +21,13 @@ use tracing::debug;
 use url::Url;
 
 pub use error::{Budget, Operation, RelayError};
+pub use index::{BatchStream, IndexStream, RegistryStream};
 pub use node::{
-    DeletionRegistry, Field, METADATA_KEY, Node, RECORD_KEYS, RecordNode, TypeIndex, classify,
+    DeletionEntry, DeletionRegistry, Field, IndexBatch, IndexEntry, METADATA_KEY, Node,
+    RECORD_KEYS, RecordNode, RegistryBatch, TypeIndex, classify,
 };
 
-use crate::domain::{Soul, deletion_index_soul, type_index_soul};
+use crate::domain::{Soul, type_index_soul};
 
 /// How many link levels [`RelayClient::read_record`] follows below a record node.
 pub const DEFAULT_MAX_DEPTH: usize = 4;
@@ -33,6 +38,10 @@ pub const DEFAULT_RECORD_MAX_NODES: usize = 256;
 /// Response bytes one record read may receive ([`RecordBudget::max_bytes`]): 4 MiB.
 pub const DEFAULT_RECORD_MAX_BYTES: usize = 4 * 1024 * 1024;
 
+/// Body bytes a streamed type index or deletion registry may have
+/// ([`RelayOptions::max_index_bytes`]): 256 MiB, about 2.5 million index entries.
+pub const DEFAULT_MAX_INDEX_BYTES: usize = 256 * 1024 * 1024;
+
 /// Error bodies are read up to this much for the message, whatever the response cap.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -40,13 +49,19 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayOptions {
     /// Whole-request timeout, body included (`GUN_REGISTRY_TIMEOUT_MS`); also caps connecting.
+    /// A streamed index or registry read gets it for the head and again for every MiB of body,
+    /// counting only the time spent waiting for the relay.
     pub timeout: Duration,
     /// Idle pooled connections kept per relay (DESIGN §2: at most 4).
     pub max_idle_per_host: usize,
     /// Relay requests in flight at once, across all peers and callers.
     pub concurrency: usize,
-    /// A response body larger than this is abandoned with [`RelayError::TooLarge`].
+    /// A response body larger than this is abandoned with [`RelayError::TooLarge`] (streamed
+    /// index and registry reads excepted).
     pub max_response_bytes: usize,
+    /// The body bound of streamed type-index and deletion-registry reads, which anyone can grow:
+    /// bytes past it end the stream with [`RelayError::TooLarge`].
+    pub max_index_bytes: usize,
     /// What following the links of one record may cost ([`RelayClient::read_record`],
     /// [`RelayClient::get_resolved`]).
     pub record_budget: RecordBudget,
@@ -59,6 +74,7 @@ impl Default for RelayOptions {
             max_idle_per_host: 4,
             concurrency: 16,
             max_response_bytes: 8 * 1024 * 1024,
+            max_index_bytes: DEFAULT_MAX_INDEX_BYTES,
             record_budget: RecordBudget::default(),
         }
     }
@@ -256,48 +272,6 @@ impl RelayClient {
             .map_err(|e| malformed(op, publisher_hash, format!("records: {e}")))
     }
 
-    /// The DIDs in the deletion registry (`oip:deleted:records:index`); empty when the relay has
-    /// no registry. Invalid keys are skipped and reported in [`DeletionRegistry::rejected`].
-    ///
-    /// # Errors
-    /// Any [`RelayError`].
-    pub async fn read_deletion_registry(&self, peer: &Url) -> Result<DeletionRegistry, RelayError> {
-        match self.get(peer, &deletion_index_soul()).await? {
-            Some(node) => Ok(DeletionRegistry::from_fields(node.fields())),
-            None => Ok(DeletionRegistry::default()),
-        }
-    }
-
-    /// The record souls in `<root>:index:<record_type>`; empty when the index does not exist.
-    /// Invalid keys are skipped and reported in [`TypeIndex::rejected`].
-    ///
-    /// # Errors
-    /// Any [`RelayError`]; [`RelayError::InvalidSoul`] when root or type cannot form a soul.
-    pub async fn read_type_index(
-        &self,
-        peer: &Url,
-        root: &str,
-        record_type: &str,
-    ) -> Result<TypeIndex, RelayError> {
-        let index_soul = type_index_soul(root, record_type)?;
-        let Some(node) = self.get(peer, &index_soul).await? else {
-            return Ok(TypeIndex::default());
-        };
-        let mut index = TypeIndex::from_fields(node.fields());
-        // OIP's registerOIPRecord may wrap the entries as `{data: index}`; a plain relay shows
-        // that wrapper as a link.
-        if let Some(Field::Link(wrapped)) = node.get("data").map(classify)
-            && let Some(child) = self.get(peer, &wrapped).await?
-        {
-            let more = TypeIndex::from_fields(child.fields());
-            index.souls.extend(more.souls);
-            index.rejected.extend(more.rejected);
-            index.souls.sort();
-            index.souls.dedup();
-        }
-        Ok(index)
-    }
-
     /// Tombstone the record: one put setting `data`, `oip`, `meta` and every key in `keys` to
     /// `null`, plus `deleted: true` and `deletedAt` (ms since the epoch). Never a root `null`,
     /// which GUN rejects (DESIGN §3).
@@ -345,16 +319,20 @@ impl RelayClient {
         request: reqwest::RequestBuilder,
         limit: usize,
     ) -> Result<Answer, RelayError> {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .expect("the relay semaphore is never closed");
+        let _permit = self.permit().await;
         let started = Instant::now();
         let result = self.exchange(op, target, request, limit).await;
         record(op, target, peer, started, result.as_ref().map(|a| a.status));
         result
+    }
+
+    /// One of the requests in flight at once; held for the whole exchange.
+    async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.inner
+            .permits
+            .acquire()
+            .await
+            .expect("the relay semaphore is never closed")
     }
 
     async fn exchange(
@@ -364,7 +342,19 @@ impl RelayClient {
         request: reqwest::RequestBuilder,
         limit: usize,
     ) -> Result<Answer, RelayError> {
-        let mut response = self.head(op, target, request).await?;
+        let response = self.head(op, target, request).await?;
+        self.read_answer(op, target, response, limit).await
+    }
+
+    /// The rest of an answer whose head arrived: a 2xx body up to `limit` bytes, any other up to
+    /// [`MAX_ERROR_BODY`] for the message.
+    async fn read_answer(
+        &self,
+        op: Operation,
+        target: &str,
+        mut response: reqwest::Response,
+        limit: usize,
+    ) -> Result<Answer, RelayError> {
         let status = response.status().as_u16();
         let retry_after = match status {
             429 | 503 => response
@@ -387,7 +377,7 @@ impl RelayClient {
                     limit,
                 });
             }
-            Err(source) => return Err(self.body_error(op, target, source)),
+            Err(source) => return Err(body_error(op, target, self.inner.options.timeout, source)),
         };
         Ok(Answer {
             status,
@@ -429,24 +419,33 @@ impl RelayClient {
         Ok(response)
     }
 
-    /// Reading a body failed after its status line arrived.
-    fn body_error(&self, op: Operation, target: &str, source: reqwest::Error) -> RelayError {
-        if source.is_timeout() {
-            self.timeout_error(op, target)
-        } else {
-            RelayError::BodyInterrupted {
-                op,
-                target: target.to_owned(),
-                source,
-            }
-        }
-    }
-
     fn timeout_error(&self, op: Operation, target: &str) -> RelayError {
         RelayError::Timeout {
             op,
             target: target.to_owned(),
             timeout: self.inner.options.timeout,
+        }
+    }
+}
+
+/// Reading a body failed after its status line arrived.
+fn body_error(
+    op: Operation,
+    target: &str,
+    timeout: Duration,
+    source: reqwest::Error,
+) -> RelayError {
+    if source.is_timeout() {
+        RelayError::Timeout {
+            op,
+            target: target.to_owned(),
+            timeout,
+        }
+    } else {
+        RelayError::BodyInterrupted {
+            op,
+            target: target.to_owned(),
+            source,
         }
     }
 }
@@ -460,20 +459,23 @@ fn record(
     result: Result<u16, &RelayError>,
 ) {
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let outcome = match result {
-        Ok(404) => "not_found",
-        Ok(s) if s >= 500 => "server_error",
-        Ok(s) if s >= 400 => "client_error",
-        Ok(_) => "ok",
-        Err(RelayError::Redirect { .. }) => "redirect",
-        Err(_) => "transport_error",
+    let status = match result {
+        Ok(status) => Some(status),
+        Err(err) => err.http_status(),
+    };
+    let outcome = match (result, status) {
+        (Err(RelayError::Redirect { .. }), _) => "redirect",
+        (_, Some(404)) => "not_found",
+        (_, Some(s)) if s >= 500 => "server_error",
+        (_, Some(s)) if s >= 400 => "client_error",
+        (Ok(_), _) => "ok",
+        (Err(_), _) => "transport_error",
     };
     metrics::counter!("gunsync_http_requests_total", "system" => "relay", "outcome" => outcome)
         .increment(1);
     match result {
-        Ok(status) => debug!(peer = %peer, soul = target, %op, status, elapsed_ms, "relay request"),
+        Ok(_) => debug!(peer = %peer, soul = target, %op, status, elapsed_ms, "relay request"),
         Err(err) => {
-            let status = err.http_status();
             debug!(peer = %peer, soul = target, %op, status, elapsed_ms, error = %err, "relay request failed")
         }
     }
@@ -549,13 +551,13 @@ fn success_member(
 /// Why a body that is not a JSON object was not: an envelope of any other JSON type.
 const NOT_AN_OBJECT: &str = "body is not a json object";
 
-/// Say how a body failed to parse, from its first non-blank byte (if any), its length so far and
-/// serde's error: an empty answer, a proxy's HTML page and a cut-off body read differently.
-fn unparsable_reason(first: Option<u8>, len: usize, err: &serde_json::Error) -> String {
+/// Say how a body failed to parse, from its first non-blank byte (if any), the bytes read so far
+/// and serde's error: an empty answer, a proxy's HTML page and a cut-off body read differently.
+fn unparsable_reason(first: Option<u8>, read: usize, err: &serde_json::Error) -> String {
     match first {
-        None => format!("empty body ({len} bytes)"),
-        Some(b'<') => format!("an html page, not json ({len} bytes)"),
-        Some(_) => format!("invalid json in {len} bytes: {err}"),
+        None => format!("empty body ({read} bytes read)"),
+        Some(b'<') => format!("an html page, not json ({read} bytes read)"),
+        Some(_) => format!("invalid json ({read} bytes read): {err}"),
     }
 }
 
@@ -698,15 +700,18 @@ mod tests {
     #[test]
     fn bodies_that_are_not_an_envelope_say_what_they_were() {
         let cases: &[(&[u8], &str)] = &[
-            (b"", "get s: unexpected response: empty body (0 bytes)"),
-            (b" \n", "get s: unexpected response: empty body (2 bytes)"),
+            (b"", "get s: unexpected response: empty body (0 bytes read)"),
+            (
+                b" \n",
+                "get s: unexpected response: empty body (2 bytes read)",
+            ),
             (
                 b"  <html><body>502</body></html>",
-                "get s: unexpected response: an html page, not json (31 bytes)",
+                "get s: unexpected response: an html page, not json (31 bytes read)",
             ),
             (
                 br#"{"success":tr"#,
-                "get s: unexpected response: invalid json in 13 bytes: ",
+                "get s: unexpected response: invalid json (13 bytes read): ",
             ),
             (
                 b"[1]",

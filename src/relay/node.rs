@@ -1,11 +1,10 @@
 //! GUN node shapes, pure: metadata stripping, link detection, and the typed views the sync cycle
-//! and job handlers read ([`RecordNode`], [`TypeIndex`], [`DeletionRegistry`]). No I/O here; the
-//! client in `relay/mod.rs` fetches, this module interprets (DESIGN §3).
+//! and job handlers read ([`RecordNode`], type-index and deletion-registry entries). No I/O here;
+//! the client fetches and streams, this module interprets (DESIGN §3).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
-use tracing::warn;
 
 use crate::domain::{Did, InvalidSoul, Soul, shown};
 
@@ -13,7 +12,10 @@ use crate::domain::{Did, InvalidSoul, Soul, shown};
 pub const METADATA_KEY: &str = "_";
 
 /// The key of a link object: `{"#": "<soul>"}`.
-const LINK_KEY: &str = "#";
+pub(super) const LINK_KEY: &str = "#";
+
+/// The key under which OIP's `registerOIPRecord` may wrap a type index's entries (`{data: {…}}`).
+pub(super) const INDEX_WRAPPER: &str = "data";
 
 /// Record keys that hold the record itself; a tombstone nulls at least these.
 pub const RECORD_KEYS: [&str; 3] = ["data", "oip", "meta"];
@@ -214,76 +216,150 @@ pub(super) fn parse_document_text(fields: &mut Map<String, Value>) {
     }
 }
 
-/// The record souls listed by one type index (`<root>:index:<recordType>`).
+/// The record souls listed by one type index (`<root>:index:<recordType>`), collected.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TypeIndex {
+    /// Sorted, without duplicates.
     pub souls: Vec<Soul>,
-    /// Keys that are not valid souls (truncated), skipped.
+    /// Keys of entries skipped as invalid (truncated).
     pub rejected: Vec<String>,
 }
 
-impl TypeIndex {
-    /// Read the entries of an index node: keys are record souls; `_` and `oip:` keys are not
-    /// records, and a `null` entry was removed. Entries OIP wrapped under a `data` key (its
-    /// `registerOIPRecord` writes `{data: index}`) count too when `data` is inline.
-    pub fn from_fields(fields: &Map<String, Value>) -> Self {
-        let mut index = Self::default();
-        index.add_fields(fields);
-        if let Some(wrapped) = fields.get("data")
-            && let Field::Inline(wrapped) = classify(wrapped)
-        {
-            index.add_fields(wrapped);
-        }
-        index.souls.sort();
-        index.souls.dedup();
-        index
-    }
-
-    fn add_fields(&mut self, fields: &Map<String, Value>) {
-        for (key, value) in fields {
-            if key.starts_with('_') || key.starts_with("oip:") || key == "data" || value.is_null() {
-                continue;
-            }
-            match Soul::parse(key) {
-                Ok(soul) => self.souls.push(soul),
-                Err(err) => {
-                    warn!(error = %err, "type index entry is not a soul, skipped");
-                    self.rejected.push(shown(key));
-                }
-            }
-        }
-    }
-}
-
-/// The DIDs listed by the deletion registry index (`oip:deleted:records:index`).
+/// The DIDs listed by the deletion registry index (`oip:deleted:records:index`), collected.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeletionRegistry {
+    /// Sorted, without duplicates.
     pub dids: Vec<Did>,
-    /// Keys that are not valid DIDs (truncated), skipped.
+    /// Keys that are not DIDs marked deleted (truncated), skipped.
     pub rejected: Vec<String>,
 }
 
-impl DeletionRegistry {
-    /// Read the index: keys are DIDs marked `true` (or an object/link); `null` or `false` means
-    /// unmarked; `_` is metadata.
-    pub fn from_fields(fields: &Map<String, Value>) -> Self {
-        let mut registry = Self::default();
-        for (key, value) in fields {
-            if key == METADATA_KEY || matches!(value, Value::Null | Value::Bool(false)) {
-                continue;
-            }
-            match Did::parse(key) {
-                Ok(did) => registry.dids.push(did),
-                Err(err) => {
-                    warn!(error = %err, "deletion registry entry is not a did, skipped");
-                    registry.rejected.push(shown(key));
-                }
-            }
+/// One record a type index lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub soul: Soul,
+    /// The entry's `timestamp` (ms since the epoch) when it is an integer.
+    pub timestamp: Option<i64>,
+}
+
+/// Entries of a type index, as read from the body: at most the batch size asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexBatch {
+    pub entries: Vec<IndexEntry>,
+    /// Keys of entries skipped as invalid (truncated).
+    pub rejected: Vec<String>,
+}
+
+/// DIDs of the deletion registry, as read from the body: at most the batch size asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistryBatch {
+    pub dids: Vec<Did>,
+    /// Keys that are not DIDs marked deleted (truncated), skipped.
+    pub rejected: Vec<String>,
+}
+
+/// A deletion registry entry, `oip:deleted:records:<did>`, as OIP's `markDeleted(did,
+/// deletedBy)` writes it: `{deletedAt: Date.now(), deletedBy: <publisher public key>,
+/// timestamp: <ISO text>, did}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeletionEntry {
+    /// The public key of whoever marked the record deleted.
+    pub deleted_by: Option<String>,
+    /// When, in ms since the epoch.
+    pub deleted_at: Option<i64>,
+    /// The DID the entry says it is about (unchecked).
+    pub did: Option<String>,
+}
+
+impl DeletionEntry {
+    /// Read an entry node; a field missing or of another type reads as `None`.
+    pub fn from_node(node: &Node) -> Self {
+        let text = |key: &str| node.get(key).and_then(Value::as_str).map(str::to_owned);
+        Self {
+            deleted_by: text("deletedBy"),
+            deleted_at: node.get("deletedAt").and_then(Value::as_i64),
+            did: text("did"),
         }
-        registry.dids.sort();
-        registry.dids.dedup();
-        registry
     }
+}
+
+/// An entry skipped as invalid: its key, truncated, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Rejected {
+    pub key: String,
+    pub reason: &'static str,
+}
+
+impl Rejected {
+    pub(super) fn new(key: &str, reason: &'static str) -> Self {
+        Self {
+            key: shown(key),
+            reason,
+        }
+    }
+}
+
+/// What one key of the type-index node `node` is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum IndexSlot {
+    /// Not a record (metadata, the wrapper) or a removed one (`null`): skipped silently.
+    Skip,
+    Entry(IndexEntry),
+    /// A link to `<node>/<key>`: the entry lives there, still to be fetched and checked.
+    Link {
+        soul: Soul,
+        target: Soul,
+    },
+    Rejected(Rejected),
+}
+
+/// Keys of a type index that are not records: GUN's `_`, and `_…` and `oip:…` keys.
+pub(super) fn is_index_metadata(key: &str) -> bool {
+    key.starts_with('_') || key.starts_with("oip:")
+}
+
+/// Read one key of a type index (DESIGN §3): an entry counts only when it names its own soul,
+/// inline (`{soul, timestamp, …}` with `soul` equal to the key) or as a link to `<node>/<key>`,
+/// the soul GUN gives the object stored under that key.
+pub(super) fn index_slot(node: &Soul, key: &str, value: &Value) -> IndexSlot {
+    if is_index_metadata(key) || key == INDEX_WRAPPER || value.is_null() {
+        return IndexSlot::Skip;
+    }
+    let rejected = |reason| IndexSlot::Rejected(Rejected::new(key, reason));
+    let Ok(soul) = Soul::parse(key) else {
+        return rejected("key is not a soul");
+    };
+    match classify(value) {
+        Field::Link(target) if node.child(key).is_ok_and(|own| own == target) => {
+            IndexSlot::Link { soul, target }
+        }
+        Field::Link(_) => rejected("links to another node than its own"),
+        Field::Inline(fields) => named_entry(&soul, fields)
+            .map_or_else(|| rejected("does not name its soul"), IndexSlot::Entry),
+        Field::BrokenLink(_) => rejected("unusable link"),
+        Field::Null => IndexSlot::Skip,
+        Field::Scalar(_) => rejected("not an object"),
+    }
+}
+
+/// The entry of `soul` when `fields` (inline, or a linked entry node) say `soul: <soul>`.
+pub(super) fn named_entry(soul: &Soul, fields: &Map<String, Value>) -> Option<IndexEntry> {
+    (fields.get("soul").and_then(Value::as_str) == Some(soul.as_str())).then(|| IndexEntry {
+        soul: soul.clone(),
+        timestamp: fields.get("timestamp").and_then(Value::as_i64),
+    })
+}
+
+/// Read one key of the deletion registry index: a DID marked `true`, an object or a link is
+/// deleted; `null` and `false` are unmarked and `_` is metadata (`None`).
+pub(super) fn registry_slot(key: &str, value: &Value) -> Option<Result<Did, Rejected>> {
+    if key == METADATA_KEY || matches!(value, Value::Null | Value::Bool(false)) {
+        return None;
+    }
+    if !matches!(value, Value::Bool(true) | Value::Object(_)) {
+        return Some(Err(Rejected::new(key, "not marked true or with an object")));
+    }
+    Some(Did::parse(key).map_err(|_| Rejected::new(key, "key is not a gun did")))
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -510,46 +586,150 @@ mod tests {
     }
 
     #[test]
-    fn type_index_lists_record_souls_only() {
-        let index = TypeIndex::from_fields(&fields(json!({
-            "_": {"#": "oip:registry:index:post"},
-            "abc:1": {"soul": "abc:1", "nodeId": "n", "timestamp": 1},
-            "abc:2": {"#": "oip:registry:index:post/abc:2"},
-            "abc:3": null,
-            "oip:meta": {"x": 1},
-            "bad soul": {"soul": "bad soul"},
-        })));
-        assert_eq!(index.souls, vec![soul("abc:1"), soul("abc:2")]);
-        assert_eq!(index.rejected, vec!["bad soul"]);
+    fn index_entries_count_only_when_they_name_their_own_soul() {
+        let node = soul("oip:registry:index:post");
+        let entry = |s: &str, timestamp| {
+            IndexSlot::Entry(IndexEntry {
+                soul: soul(s),
+                timestamp,
+            })
+        };
+        let rejected = |key: &str, reason| IndexSlot::Rejected(Rejected::new(key, reason));
+        let cases = [
+            (
+                "abc:1",
+                json!({"soul": "abc:1", "nodeId": "n", "timestamp": 1_764_000_000_000_i64}),
+                entry("abc:1", Some(1_764_000_000_000)),
+            ),
+            ("abc:2", json!({"soul": "abc:2"}), entry("abc:2", None)),
+            (
+                "abc:3",
+                json!({"soul": "abc:3", "timestamp": 1.5}),
+                entry("abc:3", None),
+            ),
+            (
+                "abc:4",
+                json!({"soul": "abc:3", "timestamp": 1}),
+                rejected("abc:4", "does not name its soul"),
+            ),
+            (
+                "c9e419bc832d:h:",
+                json!({"soul": "c9e419bc832d:h:post-1"}),
+                rejected("c9e419bc832d:h:", "does not name its soul"),
+            ),
+            (
+                "c9e419bc832d:post-",
+                json!({"soul": "c9e419bc832d:post-1"}),
+                rejected("c9e419bc832d:post-", "does not name its soul"),
+            ),
+            (
+                "abc:5",
+                json!({"nodeId": "n"}),
+                rejected("abc:5", "does not name its soul"),
+            ),
+            ("abc:6", json!(true), rejected("abc:6", "not an object")),
+            (
+                "abc:7",
+                json!({"#": "oip:registry:index:post/abc:7"}),
+                IndexSlot::Link {
+                    soul: soul("abc:7"),
+                    target: soul("oip:registry:index:post/abc:7"),
+                },
+            ),
+            (
+                "abc:8",
+                json!({"#": "abc:8"}),
+                rejected("abc:8", "links to another node than its own"),
+            ),
+            (
+                "abc:9",
+                json!({"#": "has space"}),
+                rejected("abc:9", "unusable link"),
+            ),
+            (
+                "bad soul",
+                json!({"soul": "bad soul"}),
+                rejected("bad soul", "key is not a soul"),
+            ),
+            ("bad soul", Value::Null, IndexSlot::Skip),
+            ("abc:10", Value::Null, IndexSlot::Skip),
+            (
+                "_",
+                json!({"#": "oip:registry:index:post"}),
+                IndexSlot::Skip,
+            ),
+            ("_meta", json!({"soul": "_meta"}), IndexSlot::Skip),
+            (
+                "oip:something",
+                json!({"soul": "oip:something"}),
+                IndexSlot::Skip,
+            ),
+            ("data", json!({"abc:1": {"soul": "abc:1"}}), IndexSlot::Skip),
+        ];
+        for (key, value, expected) in cases {
+            assert_eq!(index_slot(&node, key, &value), expected, "{key}: {value}");
+        }
     }
 
     #[test]
-    fn type_index_reads_entries_wrapped_under_data() {
-        let index = TypeIndex::from_fields(&fields(json!({
-            "data": {"abc:1": {"#": "x/abc:1"}, "abc:2": null},
-            "abc:9": {"soul": "abc:9"},
-        })));
-        assert_eq!(index.souls, vec![soul("abc:1"), soul("abc:9")]);
-        let linked = TypeIndex::from_fields(&fields(json!({"data": {"#": "i/data"}})));
-        assert!(linked.souls.is_empty());
+    fn deletion_registry_keys_are_gun_dids_marked_deleted() {
+        let did = |s: &str| Some(Ok(Did::parse(s).unwrap()));
+        let rejected = |key: &str, reason| Some(Err(Rejected::new(key, reason)));
+        let cases = [
+            ("did:gun:abc:1", json!(true), did("did:gun:abc:1")),
+            (
+                "did:gun:abc:2",
+                json!({"#": "oip:deleted:records:index/did:gun:abc:2"}),
+                did("did:gun:abc:2"),
+            ),
+            (
+                "did:gun:abc:3",
+                json!({"deletedAt": 1}),
+                did("did:gun:abc:3"),
+            ),
+            ("did:gun:abc:4", Value::Null, None),
+            ("did:gun:abc:5", json!(false), None),
+            ("_", json!({"#": "oip:deleted:records:index"}), None),
+            (
+                "did:gun:abc:6",
+                json!("yes"),
+                rejected("did:gun:abc:6", "not marked true or with an object"),
+            ),
+            (
+                "did:arweave:xyz",
+                json!(true),
+                rejected("did:arweave:xyz", "key is not a gun did"),
+            ),
+            (
+                "did:gun:bad soul",
+                json!(true),
+                rejected("did:gun:bad soul", "key is not a gun did"),
+            ),
+        ];
+        for (key, value, expected) in cases {
+            assert_eq!(registry_slot(key, &value), expected, "{key}: {value}");
+        }
     }
 
     #[test]
-    fn deletion_registry_skips_metadata_unmarked_and_bad_dids() {
-        let registry = DeletionRegistry::from_fields(&fields(json!({
-            "_": {"#": "oip:deleted:records:index"},
-            "did:gun:abc:1": true,
-            "did:gun:abc:2": {"#": "oip:deleted:records:index/did:gun:abc:2"},
-            "did:gun:abc:3": null,
-            "did:gun:abc:4": false,
-            "did:arweave:xyz": true,
-            "did:gun:bad soul": true,
+    fn deletion_entries_read_what_mark_deleted_writes() {
+        let node = |value: Value| Node::new(soul("oip:deleted:records:did:gun:a:1"), fields(value));
+        let written = DeletionEntry::from_node(&node(json!({
+            "deletedAt": 1_764_000_000_000_i64,
+            "deletedBy": "02abc",
+            "timestamp": "2025-11-24T16:00:00.000Z",
+            "did": "did:gun:a:1",
         })));
-        let dids: Vec<&str> = registry.dids.iter().map(Did::as_str).collect();
-        assert_eq!(dids, vec!["did:gun:abc:1", "did:gun:abc:2"]);
         assert_eq!(
-            registry.rejected,
-            vec!["did:arweave:xyz", "did:gun:bad soul"]
+            written,
+            DeletionEntry {
+                deleted_by: Some("02abc".into()),
+                deleted_at: Some(1_764_000_000_000),
+                did: Some("did:gun:a:1".into()),
+            }
         );
+        let odd =
+            DeletionEntry::from_node(&node(json!({"deletedAt": "yesterday", "deletedBy": 5})));
+        assert_eq!(odd, DeletionEntry::default());
     }
 }
