@@ -5,6 +5,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Longest soul accepted from a peer, in bytes.
 pub const MAX_SOUL_LEN: usize = 512;
@@ -23,6 +24,9 @@ const DELETION_ENTRY_PREFIX: &str = "oip:deleted:records:";
 
 /// How much of a rejected value an error message repeats.
 const SHOWN_LEN: usize = 80;
+
+/// Hex characters of a publisher hash: the first segment of every record soul.
+const PUBLISHER_HASH_LEN: usize = 12;
 
 /// The key of a GUN node: 1..=512 bytes of visible ASCII (`0x21..=0x7E`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -61,6 +65,14 @@ impl Soul {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The part before the first `:` (the whole soul when it has none): for a record soul, the
+    /// [`publisher_hash`] of its publisher, which `/list?publisherHash=` matches.
+    pub fn publisher_hash(&self) -> &str {
+        self.0
+            .split_once(':')
+            .map_or(self.as_str(), |(hash, _)| hash)
     }
 
     /// The soul GUN gives the nested object stored under `key`: `<self>/<key>`.
@@ -171,6 +183,18 @@ impl fmt::Display for Did {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The hash that starts a publisher's record souls: the first 12 hex characters of the SHA-256
+/// of its public key, as OIP's `computeSoul` makes it
+/// (`createHash('sha256').update(publisherPubKey).digest('hex').slice(0, 12)`).
+pub fn publisher_hash(public_key: &str) -> String {
+    let digest = Sha256::digest(public_key.as_bytes());
+    digest
+        .iter()
+        .take(PUBLISHER_HASH_LEN / 2)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Soul of the type index of `record_type` under `root`: `<root>:index:<recordType>`.
@@ -340,6 +364,25 @@ mod tests {
         for (url, shown) in cases {
             assert_eq!(redacted(&url::Url::parse(url).unwrap()), shown);
         }
+    }
+
+    #[test]
+    fn publisher_hash_is_the_start_of_the_keys_sha256_as_oip_computes_it() {
+        let cases = [
+            // sha256("") and sha256("abc"), the FIPS 180-2 test vectors.
+            ("", "e3b0c44298fc"),
+            ("abc", "ba7816bf8f01"),
+        ];
+        for (key, hash) in cases {
+            assert_eq!(publisher_hash(key), hash, "{key:?}");
+        }
+        let soul = Soul::parse(&format!("{}:post-1", publisher_hash("abc"))).unwrap();
+        assert_eq!(soul.publisher_hash(), "ba7816bf8f01");
+        assert_eq!(
+            Soul::parse("no-colon").unwrap().publisher_hash(),
+            "no-colon"
+        );
+        assert_eq!(Soul::parse(":x").unwrap().publisher_hash(), "");
     }
 
     #[test]

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use gunsync::domain::{DEFAULT_REGISTRY_ROOT, Did, Soul};
-use gunsync::relay::{RelayClient, RelayOptions};
+use gunsync::relay::{IndexBatch, IndexEntry, RelayClient, RelayOptions};
 use serde_json::{Map, Value, json};
 
 #[path = "common/node_relay.rs"]
@@ -85,6 +86,7 @@ async fn client_reads_and_tombstones_records_in_real_gun_storage() {
         .unwrap()
         .unwrap();
     assert!(!record.deleted);
+    assert_eq!(record.partial, None);
     assert_eq!(record.record_type(), Some("post"));
     assert_eq!(record.oip.as_ref().unwrap()["creator"]["publicKey"], "pk");
 
@@ -103,6 +105,28 @@ async fn client_reads_and_tombstones_records_in_real_gun_storage() {
         .await
         .unwrap();
     assert_eq!(index.souls, vec![record_soul.clone()]);
+    // GUN stores the entry as a link to `<index>/<soul>`: the stream follows it for the timestamp.
+    let raw_index = client.get(peer, &index_soul).await.unwrap().unwrap();
+    assert_eq!(
+        raw_index.get(record_soul.as_str()),
+        Some(&json!({"#": format!("oip:registry:index:post/{record_soul}")}))
+    );
+    let batches: Vec<IndexBatch> = client
+        .stream_type_index(peer, DEFAULT_REGISTRY_ROOT, "post", 10)
+        .await
+        .unwrap()
+        .expect("the index exists")
+        .try_collect()
+        .await
+        .unwrap();
+    let entries: Vec<IndexEntry> = batches.into_iter().flat_map(|b| b.entries).collect();
+    assert_eq!(
+        entries,
+        vec![IndexEntry {
+            soul: record_soul.clone(),
+            timestamp: Some(1)
+        }]
+    );
 
     // Tombstone, then index removal.
     client
@@ -119,6 +143,7 @@ async fn client_reads_and_tombstones_records_in_real_gun_storage() {
         .unwrap()
         .unwrap();
     assert!(tombstone.deleted, "{tombstone:?}");
+    assert_eq!(tombstone.partial, None);
     assert_eq!(tombstone.data, None);
     let index = client
         .read_type_index(peer, DEFAULT_REGISTRY_ROOT, "post")
@@ -142,4 +167,20 @@ async fn client_reads_and_tombstones_records_in_real_gun_storage() {
 
     let listed = client.list(peer, "abc123def456", 10, 0).await.unwrap();
     assert!(listed.iter().any(|r| r.soul == "abc123def456:plain"));
+
+    // OIP's publisher stores data and oip as JSON text; a plain relay answers it as text.
+    let text = soul("abc123def456:text");
+    client
+        .put(
+            peer,
+            &text,
+            map(
+                json!({"data": r#"{"name":"t"}"#, "oip": r#"{"ver":"0.8.0","recordType":"post"}"#}),
+            ),
+        )
+        .await
+        .unwrap();
+    let record = client.read_record(peer, &text).await.unwrap().unwrap();
+    assert_eq!(record.data, Some(json!({"name": "t"})));
+    assert_eq!(record.record_type(), Some("post"));
 }

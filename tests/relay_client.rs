@@ -1,11 +1,24 @@
 //! The relay client against the in-process relay emulator, in both answer flavours: GUN put
 //! semantics, link following, tombstones, registry reads, and how each failure is classified.
 
-use std::time::Duration;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::{StreamExt, TryStreamExt, stream};
 use gunsync::domain::{DEFAULT_REGISTRY_ROOT, Did, Soul};
+use gunsync::emulator::faults::EmulatorServer;
 use gunsync::emulator::relay::{FaultRule, Flavour, RelayEmulator};
-use gunsync::relay::{RelayClient, RelayError, RelayOptions};
+use gunsync::relay::{
+    Budget, DEFAULT_RECORD_MAX_BYTES, DEFAULT_RECORD_MAX_NODES, DeletionEntry, IndexBatch,
+    IndexEntry, IndexStream, RegistryBatch, RelayClient, RelayError, RelayOptions,
+};
 use serde_json::{Map, Value, json};
 
 const FLAVOURS: [Flavour; 2] = [Flavour::Oip, Flavour::PlainGun];
@@ -214,6 +227,7 @@ async fn tombstoned_record_reads_deleted_and_leaves_its_type_index() {
 
         let tombstone = client.read_record(&peer, &s).await.unwrap().unwrap();
         assert!(tombstone.deleted, "{flavour:?}: {tombstone:?}");
+        assert_eq!(tombstone.partial, None, "{flavour:?}");
         assert_eq!(tombstone.data, None);
         let index = client
             .read_type_index(&peer, DEFAULT_REGISTRY_ROOT, "post")
@@ -238,6 +252,73 @@ async fn tombstoned_record_reads_deleted_and_leaves_its_type_index() {
         );
         assert_eq!(tombstone_put["data"]["deleted"], true);
         assert!(tombstone_put["data"]["deletedAt"].is_i64());
+    }
+}
+
+#[tokio::test]
+async fn a_record_missing_data_or_oip_is_partial_not_deleted() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        relay
+            .put("abc:meta-only", json!({"meta": {"created": 1}}))
+            .unwrap();
+        relay
+            .put("abc:no-oip", json!({"data": {"a": 1}, "meta": {}}))
+            .unwrap();
+        relay
+            .put(
+                "abc:dangling",
+                json!({"data": {"#": "abc:gone"}, "oip": post_oip()}),
+            )
+            .unwrap();
+        // OIP's relay drops a key whose link it cannot follow; a plain relay answers the link.
+        let dangling = match flavour {
+            Flavour::Oip => "data is missing",
+            Flavour::PlainGun => "data is missing (link to abc:gone not found)",
+        };
+        let cases = [
+            ("abc:meta-only", "data is missing, oip is missing"),
+            ("abc:no-oip", "oip is missing"),
+            ("abc:dangling", dangling),
+        ];
+        for (s, partial) in cases {
+            let record = client()
+                .read_record(&relay.url(), &soul(s))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!record.deleted, "{flavour:?} {s}");
+            assert_eq!(record.partial.as_deref(), Some(partial), "{flavour:?} {s}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn data_and_oip_stored_as_json_text_are_parsed_and_their_links_followed() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        relay.put("abc:body", json!({"text": "hi"})).unwrap();
+        relay
+            .put(
+                "abc:texts",
+                json!({
+                    "data": r##"{"title":"t","body":{"#":"abc:body"},"tags":"[\"a\"]"}"##,
+                    "oip": r#"{"ver":"0.8.0","recordType":"post"}"#,
+                }),
+            )
+            .unwrap();
+        let record = client()
+            .read_record(&relay.url(), &soul("abc:texts"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            record.data,
+            Some(json!({"title": "t", "body": {"text": "hi"}, "tags": "[\"a\"]"})),
+            "{flavour:?}"
+        );
+        assert_eq!(record.record_type(), Some("post"), "{flavour:?}");
+        assert_eq!(record.partial, None);
     }
 }
 
@@ -306,6 +387,71 @@ async fn type_index_skips_metadata_and_invalid_souls() {
     assert_eq!(index.rejected, vec!["bad soul"]);
 }
 
+/// A relay answering every `/get` and `/put` with `status` and, when given, that `Location`.
+async fn redirecting_relay(status: u16, location: Option<String>) -> EmulatorServer {
+    let answer = move || {
+        let location = location.clone();
+        async move {
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            if let Some(location) = location {
+                response
+                    .headers_mut()
+                    .insert(header::LOCATION, location.parse().unwrap());
+            }
+            response.into_response()
+        }
+    };
+    let router = Router::new()
+        .route("/get", get(answer.clone()))
+        .route("/put", post(answer));
+    EmulatorServer::start(router).await.unwrap()
+}
+
+#[tokio::test]
+async fn redirects_are_permanent_errors_naming_the_location_and_never_followed() {
+    let elsewhere = RelayEmulator::start().await;
+    let client = client();
+    let s = soul("abc:1");
+    for status in [301, 302, 307, 308] {
+        let location = elsewhere
+            .url()
+            .join("get?soul=abc%3A1")
+            .unwrap()
+            .to_string();
+        let relay = redirecting_relay(status, Some(location.clone())).await;
+        let got = client.get(&relay.url(), &s).await.unwrap_err();
+        let put = client
+            .put(&relay.url(), &s, map(json!({"a": 1})))
+            .await
+            .unwrap_err();
+        for err in [got, put] {
+            assert!(
+                matches!(&err, RelayError::Redirect { status: st, location: Some(l), .. } if *st == status && *l == location),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains(&location), "{err}");
+            assert!(!err.is_transient(), "{err}");
+        }
+    }
+    let relay = redirecting_relay(302, None).await;
+    let err = client.get(&relay.url(), &s).await.unwrap_err();
+    assert!(err.to_string().contains("no Location"), "{err}");
+    let streamed = client
+        .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post", 10)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(streamed, RelayError::Redirect { .. }),
+        "{streamed}"
+    );
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{:?}",
+        elsewhere.requests()
+    );
+}
+
 #[tokio::test]
 async fn server_error_is_transient_with_status_and_message() {
     let relay = RelayEmulator::start().await;
@@ -359,16 +505,53 @@ async fn too_many_requests_carries_retry_after() {
 }
 
 #[tokio::test]
-async fn garbage_and_truncated_bodies_are_permanent() {
+async fn what_a_restarting_proxy_answers_with_200_is_transient() {
     let relay = RelayEmulator::start().await;
-    relay.fail(FaultRule::garbage("/get").times(1));
-    relay.fail(FaultRule::truncated("/get").times(1));
+    let ok_with = |body: &str| FaultRule::status("/", 200).body(body).times(1);
+    let cases = [
+        (FaultRule::garbage("/").times(1), "an html page, not json"),
+        (FaultRule::truncated("/").times(1), "invalid json ("),
+        (ok_with(""), "empty body"),
+        (ok_with("Bad Gateway"), "invalid json ("),
+        (
+            ok_with(r#"{"success":false,"error":"restarting"}"#),
+            "relay refused: restarting",
+        ),
+        (ok_with(r#"{"data":{"a":1}}"#), "relay refused"),
+    ];
     let client = client();
-    for _ in 0..2 {
-        let err = client.get(&relay.url(), &soul("abc:1")).await.unwrap_err();
-        assert!(matches!(err, RelayError::Malformed { .. }), "{err}");
-        assert!(!err.is_transient());
+    for (rule, message) in cases {
+        for put in [false, true] {
+            relay.fail(rule.clone());
+            let err = if put {
+                client
+                    .put(&relay.url(), &soul("abc:1"), map(json!({"a": 1})))
+                    .await
+            } else {
+                client.get(&relay.url(), &soul("abc:1")).await.map(|_| ())
+            }
+            .unwrap_err();
+            assert!(err.is_transient(), "{err}");
+            assert!(err.to_string().contains(message), "{err}");
+        }
     }
+}
+
+#[tokio::test]
+async fn a_success_envelope_of_the_wrong_shape_is_permanent() {
+    let relay = RelayEmulator::start().await;
+    relay.fail(FaultRule::status("/get", 200).body(r#"{"success":true,"data":"text"}"#));
+    let err = client()
+        .get(&relay.url(), &soul("abc:1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RelayError::Malformed { .. }), "{err}");
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string()
+            .ends_with("malformed answer: node data is a string, not an object"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -470,6 +653,145 @@ async fn sibling_links_are_fetched_concurrently() {
     assert!(relay.log().max_in_flight() >= 2, "links fetched one by one");
 }
 
+/// `count` small nodes `<prefix><i>`, and the links to them keyed `l<i>`.
+fn seed_targets(relay: &RelayEmulator, prefix: &str, count: usize, pad: usize) -> Value {
+    let mut links = Map::new();
+    for i in 0..count {
+        let target = format!("{prefix}{i}");
+        relay
+            .put(&target, json!({"i": i, "pad": "x".repeat(pad)}))
+            .unwrap();
+        links.insert(format!("l{i}"), json!({ "#": target }));
+    }
+    Value::Object(links)
+}
+
+/// The soul of every `GET /get` the relay received, in order.
+fn requested_souls(relay: &RelayEmulator) -> Vec<String> {
+    relay
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/get")
+        .filter_map(|r| {
+            let query = r.query?;
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "soul")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect()
+}
+
+fn assert_over_budget(err: &RelayError, budget: Budget, limit: usize) {
+    assert!(
+        matches!(err, RelayError::OverBudget { budget: b, limit: l, .. } if *b == budget && *l == limit),
+        "{err:?}"
+    );
+    assert!(!err.is_transient(), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with(&format!("record exceeds its budget of {limit} {budget}")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_record_whose_data_links_back_to_itself_is_fetched_once() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let s = "abc123def456:hostile";
+        let links: Map<String, Value> = (0..10)
+            .map(|i| (format!("l{i}"), json!({ "#": s })))
+            .collect();
+        relay
+            .put(
+                s,
+                json!({"pad": "x".repeat(300 * 1024), "oip": post_oip(), "data": links}),
+            )
+            .unwrap();
+        let record = client()
+            .read_record(&relay.url(), &soul(s))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.data, Some(json!({})), "{flavour:?}");
+        assert_eq!(record.oip.as_ref().unwrap()["creator"]["publicKey"], "pk");
+        // Each node of the record (itself, data, oip, oip.creator) at most once.
+        let souls = requested_souls(&relay);
+        let distinct: std::collections::HashSet<&String> = souls.iter().collect();
+        assert_eq!(distinct.len(), souls.len(), "{flavour:?}: {souls:?}");
+        assert!(souls.len() <= relay.node_count(), "{flavour:?}: {souls:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_record_fanning_out_past_its_node_budget_fails_within_the_budget() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let links = seed_targets(&relay, "abc:n", DEFAULT_RECORD_MAX_NODES + 44, 0);
+        relay
+            .put("abc:wide", json!({"oip": post_oip(), "data": links}))
+            .unwrap();
+        let err = client()
+            .read_record(&relay.url(), &soul("abc:wide"))
+            .await
+            .unwrap_err();
+        assert_over_budget(&err, Budget::Nodes, DEFAULT_RECORD_MAX_NODES);
+        let gets = relay.count("GET", "/get");
+        assert!(gets <= DEFAULT_RECORD_MAX_NODES, "{flavour:?}: {gets}");
+    }
+}
+
+#[tokio::test]
+async fn a_chain_longer_than_the_node_budget_stops_at_the_budget() {
+    let relay = RelayEmulator::start_with(Flavour::PlainGun).await;
+    let length = DEFAULT_RECORD_MAX_NODES + 44;
+    for i in 0..length {
+        relay
+            .put(
+                &format!("abc:c{i}"),
+                json!({"i": i, "next": {"#": format!("abc:c{}", i + 1)}}),
+            )
+            .unwrap();
+    }
+    let err = client()
+        .get_resolved(&relay.url(), &soul("abc:c0"), length)
+        .await
+        .unwrap_err();
+    assert_over_budget(&err, Budget::Nodes, DEFAULT_RECORD_MAX_NODES);
+    assert_eq!(relay.count("GET", "/get"), DEFAULT_RECORD_MAX_NODES);
+}
+
+#[tokio::test]
+async fn a_record_past_its_byte_budget_fails_and_stops_fetching() {
+    let node_bytes = 100 * 1024;
+    let children = 100;
+    let concurrency = 4;
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let links = seed_targets(&relay, "abc:big", children, node_bytes);
+        relay
+            .put("abc:heavy", json!({"oip": post_oip(), "data": links}))
+            .unwrap();
+        let err = client_with(RelayOptions {
+            timeout: Duration::from_secs(5),
+            concurrency,
+            ..RelayOptions::default()
+        })
+        .read_record(&relay.url(), &soul("abc:heavy"))
+        .await
+        .unwrap_err();
+        assert_over_budget(&err, Budget::Bytes, DEFAULT_RECORD_MAX_BYTES);
+        // The record, its data child, the children that fit, the one that tipped the sum over
+        // and at most one more in flight per permit: far fewer than all of them.
+        let bound = 2 + DEFAULT_RECORD_MAX_BYTES / node_bytes + 1 + concurrency;
+        let gets = relay.count("GET", "/get");
+        assert!(
+            gets <= bound && gets < children,
+            "{flavour:?}: {gets} > {bound}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn list_pages_records_of_a_publisher() {
     let relay = RelayEmulator::start().await;
@@ -523,4 +845,515 @@ async fn emulator_serves_a_large_type_index() {
         .unwrap()
         .unwrap();
     assert!(!record.deleted);
+}
+
+// Streamed index and registry reads.
+
+const INDEX: &str = "oip:registry:index:post";
+const REGISTRY: &str = "oip:deleted:records:index";
+
+/// Every batch of an index stream, checking that none holds more than `batch` entries.
+async fn all_batches(stream: IndexStream, batch: usize) -> IndexBatch {
+    let batches: Vec<IndexBatch> = stream.try_collect().await.unwrap();
+    let mut all = IndexBatch::default();
+    for one in batches {
+        assert!(one.entries.len() + one.rejected.len() <= batch, "{one:?}");
+        all.entries.extend(one.entries);
+        all.rejected.extend(one.rejected);
+    }
+    all.entries.sort_by(|a, b| a.soul.cmp(&b.soul));
+    all.rejected.sort();
+    all
+}
+
+async fn stream_index(client: &RelayClient, relay: &RelayEmulator, batch: usize) -> IndexBatch {
+    let stream = client
+        .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post", batch)
+        .await
+        .unwrap()
+        .expect("the index exists");
+    all_batches(stream, batch).await
+}
+
+fn entry(soul_: &str, timestamp: Option<i64>) -> IndexEntry {
+    IndexEntry {
+        soul: soul(soul_),
+        timestamp,
+    }
+}
+
+#[tokio::test]
+async fn a_missing_index_or_registry_streams_as_none() {
+    let relay = RelayEmulator::start().await;
+    let client = client();
+    let index = client
+        .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "recipe", 10)
+        .await
+        .unwrap();
+    assert!(index.is_none());
+    assert!(
+        client
+            .stream_deletion_registry(&relay.url(), 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn index_entries_count_only_when_they_name_their_own_soul() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        relay
+            .put(
+                INDEX,
+                json!({
+                    "abc:1": {"soul": "abc:1", "nodeId": "n", "timestamp": 1_764_000_000_000_i64},
+                    "abc:2": {"soul": "abc:2", "timestamp": 1.5},
+                    // What OIP's lossy storage shows: a truncated key, a key one character short.
+                    "c9e419bc832d:h:": {"soul": "c9e419bc832d:h:post-1"},
+                    "c9e419bc832d:post-": {"soul": "c9e419bc832d:post-1"},
+                    "abc:nosoul": {"nodeId": "n"},
+                    "abc:scalar": "abc:scalar",
+                    "abc:removed": null,
+                    "oip:meta": {"soul": "oip:meta"},
+                    "_hidden": {"soul": "_hidden"},
+                }),
+            )
+            .unwrap();
+        let all = stream_index(&client(), &relay, 2).await;
+        assert_eq!(
+            all.entries,
+            vec![
+                entry("abc:1", Some(1_764_000_000_000)),
+                entry("abc:2", None)
+            ],
+            "{flavour:?}"
+        );
+        assert_eq!(
+            all.rejected,
+            vec![
+                "abc:nosoul",
+                "abc:scalar",
+                "c9e419bc832d:h:",
+                "c9e419bc832d:post-"
+            ],
+            "{flavour:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn link_entries_are_followed_to_nodes_that_must_name_their_soul() {
+    let relay = RelayEmulator::start_with(Flavour::PlainGun).await;
+    relay
+        .put(
+            INDEX,
+            json!({
+                "abc:1": {"soul": "abc:1", "timestamp": 7},
+                "abc:2": {"soul": "abc:other"},
+                "abc:3": {"#": "oip:registry:index:post/abc:3"},
+                "abc:4": {"#": "abc:4"},
+            }),
+        )
+        .unwrap();
+    relay.put("abc:4", json!({"soul": "abc:4"})).unwrap();
+    assert_eq!(
+        relay.node(INDEX).unwrap()["abc:1"],
+        json!({"#": "oip:registry:index:post/abc:1"})
+    );
+    let all = stream_index(&client(), &relay, 10).await;
+    assert_eq!(all.entries, vec![entry("abc:1", Some(7))]);
+    // abc:2 names another soul, abc:3's node does not exist, abc:4 links elsewhere.
+    assert_eq!(all.rejected, vec!["abc:2", "abc:3", "abc:4"]);
+    let fetched = requested_souls(&relay);
+    assert!(!fetched.contains(&"abc:4".to_owned()), "{fetched:?}");
+    assert!(fetched.contains(&"oip:registry:index:post/abc:3".to_owned()));
+}
+
+#[tokio::test]
+async fn entries_wrapped_under_data_count_in_both_flavours() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        relay
+            .put(
+                INDEX,
+                json!({
+                    "abc:1": {"soul": "abc:1"},
+                    "data": {"abc:2": {"soul": "abc:2"}, "abc:3": {"soul": "abc:3"}, "abc:4": null},
+                }),
+            )
+            .unwrap();
+        let all = stream_index(&client(), &relay, 10).await;
+        let souls: Vec<&str> = all.entries.iter().map(|e| e.soul.as_str()).collect();
+        assert_eq!(souls, vec!["abc:1", "abc:2", "abc:3"], "{flavour:?}");
+        assert!(all.rejected.is_empty(), "{flavour:?}: {:?}", all.rejected);
+
+        let index = client()
+            .read_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post")
+            .await
+            .unwrap();
+        assert_eq!(index.souls.len(), 3, "{flavour:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_index_past_max_index_bytes_ends_with_too_large() {
+    let relay = RelayEmulator::start().await;
+    relay
+        .seed_entries(
+            INDEX,
+            (0..2_000).map(|i| {
+                let s = format!("abc:r{i:05}");
+                (s.clone(), json!({ "soul": s }))
+            }),
+        )
+        .unwrap();
+    let limit = 16 * 1024;
+    let client = client_with(RelayOptions {
+        timeout: Duration::from_secs(5),
+        max_index_bytes: limit,
+        ..RelayOptions::default()
+    });
+    let stream = client
+        .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post", 100)
+        .await
+        .unwrap()
+        .unwrap();
+    let items: Vec<Result<IndexBatch, RelayError>> = stream.collect().await;
+    let (last, before) = items.split_last().unwrap();
+    assert!(before.iter().all(Result::is_ok));
+    let err = last.as_ref().unwrap_err();
+    assert!(
+        matches!(err, RelayError::TooLarge { limit: l, .. } if *l == limit),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+    // The max_response_bytes of a single node does not apply to index reads.
+    let small_nodes = client_with(RelayOptions {
+        max_response_bytes: 1024,
+        ..RelayOptions::default()
+    });
+    assert_eq!(
+        stream_index(&small_nodes, &relay, 500).await.entries.len(),
+        2_000
+    );
+}
+
+#[tokio::test]
+async fn index_answers_that_are_not_the_envelope_or_stall_fail_as_transient() {
+    let relay = RelayEmulator::start().await;
+    relay
+        .put(INDEX, json!({"abc:1": {"soul": "abc:1"}}))
+        .unwrap();
+    relay.fail(FaultRule::garbage("/get").times(1));
+    relay.fail(FaultRule::slow_drip("/get", Duration::from_millis(50)).times(1));
+    let client = client_with(RelayOptions {
+        timeout: Duration::from_millis(500),
+        ..RelayOptions::default()
+    });
+    for expected in ["an html page", "did not answer within"] {
+        let stream = client
+            .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post", 10)
+            .await
+            .unwrap()
+            .unwrap();
+        let items: Vec<_> = stream.collect().await;
+        let err = items.last().unwrap().as_ref().unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    assert_eq!(stream_index(&client, &relay, 10).await.entries.len(), 1);
+}
+
+/// Counts the bodies a test relay is still sending.
+struct OpenBody(Arc<AtomicUsize>);
+
+impl OpenBody {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        Self(open.clone())
+    }
+}
+
+impl Drop for OpenBody {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A relay whose type index never ends, and how many of its bodies are still being sent.
+async fn endless_index_relay() -> (EmulatorServer, Arc<AtomicUsize>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let counter = open.clone();
+    let answer = move || {
+        let body = OpenBody::new(&counter);
+        async move {
+            let head = stream::once(async { Bytes::from_static(br#"{"success":true,"data":{"#) });
+            let entries = stream::iter(0u64..).map(move |i| {
+                let _sending = &body;
+                Bytes::from(format!(r#""abc:{i}":{{"soul":"abc:{i}"}},"#))
+            });
+            Response::new(Body::from_stream(
+                head.chain(entries).map(Ok::<_, Infallible>),
+            ))
+        }
+    };
+    let server = EmulatorServer::start(Router::new().route("/get", get(answer)))
+        .await
+        .unwrap();
+    (server, open)
+}
+
+#[tokio::test]
+async fn dropping_an_index_stream_stops_reading_its_body() {
+    let (relay, open) = endless_index_relay().await;
+    let client = client_with(RelayOptions {
+        max_index_bytes: usize::MAX,
+        ..RelayOptions::default()
+    });
+    let mut stream = client
+        .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post", 100)
+        .await
+        .unwrap()
+        .unwrap();
+    let first = stream.try_next().await.unwrap().unwrap();
+    assert_eq!(first.entries.len(), 100);
+    assert_eq!(open.load(Ordering::SeqCst), 1);
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open.load(Ordering::SeqCst) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the endless body is still being read"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_deletion_registry_streams_marked_dids_and_their_entries_read() {
+    for flavour in FLAVOURS {
+        let relay = RelayEmulator::start_with(flavour).await;
+        let good = Did::parse("did:gun:647f79c2a338:post-1").unwrap();
+        relay.seed_deletion(&good).unwrap();
+        relay
+            .put(
+                REGISTRY,
+                json!({
+                    "did:gun:647f79c2a338:post-2": {"deletedAt": 1},
+                    "did:gun:bad soul": true,
+                    "did:gun:abc:text": "yes",
+                    "did:gun:abc:undone": false,
+                    "did:gun:abc:removed": null,
+                }),
+            )
+            .unwrap();
+        let batches: Vec<RegistryBatch> = client()
+            .stream_deletion_registry(&relay.url(), 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(batches.iter().all(|b| b.dids.len() + b.rejected.len() == 1));
+        let dids: Vec<&str> = batches
+            .iter()
+            .flat_map(|b| b.dids.iter().map(Did::as_str))
+            .collect();
+        assert_eq!(
+            dids,
+            vec!["did:gun:647f79c2a338:post-1", "did:gun:647f79c2a338:post-2"],
+            "{flavour:?}"
+        );
+        let rejected: usize = batches.iter().map(|b| b.rejected.len()).sum();
+        assert_eq!(rejected, 2, "{flavour:?}");
+
+        let entry = client()
+            .read_deletion_entry(&relay.url(), &good)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(entry.deleted_by.as_deref(), Some("emulator"));
+        assert_eq!(entry.did.as_deref(), Some(good.as_str()));
+        assert!(entry.deleted_at.is_some_and(|at| at > 1_700_000_000_000));
+        let other = Did::parse("did:gun:abc:none").unwrap();
+        let none: Option<DeletionEntry> = client()
+            .read_deletion_entry(&relay.url(), &other)
+            .await
+            .unwrap();
+        assert_eq!(none, None);
+    }
+}
+
+// Memory: RSS is one number per process, and this binary runs its tests on threads side by
+// side, so each measurement runs alone in a fresh process of this binary.
+
+/// Set in the child process a test runs alone in.
+const ALONE: &str = "GUNSYNC_RELAY_TEST_ALONE";
+
+/// Whether this process is the one to run `test`: true in the child started for it. Otherwise
+/// run `test` alone in a fresh process of this test binary, show its output, require it passed.
+fn alone(test: &str) -> bool {
+    if std::env::var_os(ALONE).is_some() {
+        return true;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .expect("run this test binary");
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{test}, run alone, failed");
+    false
+}
+
+/// This process's resident set size (`VmRSS`), in KiB.
+fn rss_kib() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The size of the relay's answer to a get of `soul`, read chunk by chunk and dropped.
+async fn answer_bytes(relay: &RelayEmulator, soul: &str) -> usize {
+    let url = relay.url().join(&format!("get?soul={soul}")).unwrap();
+    let mut response = reqwest::get(url).await.unwrap();
+    let mut bytes = 0;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        bytes += chunk.len();
+    }
+    bytes
+}
+
+/// Stream `items` (the batches of one read), sampling RSS after each; print and check that the
+/// peak stays under half the body it read.
+async fn assert_flat<T, S>(
+    what: &str,
+    body: usize,
+    batches: S,
+    count: impl Fn(&T) -> usize,
+) -> usize
+where
+    S: futures::Stream<Item = Result<T, RelayError>> + Unpin,
+{
+    let before = rss_kib();
+    let mut peak = before;
+    let mut total = 0;
+    let mut batches = batches;
+    while let Some(batch) = batches.try_next().await.unwrap() {
+        total += count(&batch);
+        peak = peak.max(rss_kib());
+    }
+    let after = rss_kib();
+    println!(
+        "{what}: body {} KiB; VmRSS before {before} KiB, peak {peak} KiB (+{} KiB), after {after} KiB",
+        body / 1024,
+        peak - before
+    );
+    assert!(
+        (peak - before) * 1024 < body / 2,
+        "{what}: memory grew with the body"
+    );
+    total
+}
+
+/// Start the blocking pool and its allocator arena with a tiny index, so that the measured read
+/// pays for nothing but itself (a large warm-up would leave freed memory to hide growth in).
+async fn warm_up(client: &RelayClient, relay: &RelayEmulator) {
+    relay
+        .put(
+            "oip:registry:index:warmup",
+            json!({"abc:1": {"soul": "abc:1"}}),
+        )
+        .unwrap();
+    let stream = client
+        .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "warmup", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(all_batches(stream, 1).await.entries.len(), 1);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_100k_entry_type_index_streams_completely_in_flat_memory() {
+    if !alone("a_100k_entry_type_index_streams_completely_in_flat_memory") {
+        return;
+    }
+    runtime().block_on(async {
+        let relay = RelayEmulator::start().await;
+        let entries = 100_000;
+        relay
+            .seed_entries(
+                INDEX,
+                (0..entries).map(|i| {
+                    let s = format!("abcdef012345:record-{i:06}");
+                    let entry = json!({"soul": s, "nodeId": "emulator", "timestamp": 1_764_000_000_000_i64 + i});
+                    (s, entry)
+                }),
+            )
+            .unwrap();
+        let body = answer_bytes(&relay, INDEX).await;
+        let client = client();
+        warm_up(&client, &relay).await;
+        let batches = client
+            .stream_type_index(&relay.url(), DEFAULT_REGISTRY_ROOT, "post", 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let read = assert_flat("100k-entry type index", body, batches, |b: &IndexBatch| {
+            assert!(b.entries.len() <= 1_000);
+            b.entries.len()
+        })
+        .await;
+        assert_eq!(read, entries as usize);
+    });
+}
+
+#[test]
+fn a_300k_entry_deletion_registry_streams_completely_in_flat_memory() {
+    if !alone("a_300k_entry_deletion_registry_streams_completely_in_flat_memory") {
+        return;
+    }
+    runtime().block_on(async {
+        let relay = RelayEmulator::start().await;
+        let dids = 300_000;
+        relay
+            .seed_entries(
+                REGISTRY,
+                (0..dids).map(|i| (format!("did:gun:abcdef012345:record-{i:06}"), json!(true))),
+            )
+            .unwrap();
+        let body = answer_bytes(&relay, REGISTRY).await;
+        let client = client();
+        warm_up(&client, &relay).await;
+        let batches = client
+            .stream_deletion_registry(&relay.url(), 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let read = assert_flat(
+            "300k-entry deletion registry",
+            body,
+            batches,
+            |b: &RegistryBatch| {
+                assert!(b.dids.len() <= 1_000);
+                b.dids.len()
+            },
+        )
+        .await;
+        assert_eq!(read, dids);
+    });
 }

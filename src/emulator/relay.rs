@@ -18,16 +18,23 @@
 //!
 //! Not emulated: the relay's 100 ms delay after each put and up to 3 s before a 404 (script them
 //! with [`FaultRule::delay`]), its `index:<publisherHash>` side nodes, and `/media/*`.
+//!
+//! A `get` answer is streamed a range of keys at a time (`success` first, as the relay sends
+//! it), so a 100 000-entry index is served quickly and never sits rendered in memory.
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::stream;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use url::Url;
 
@@ -39,6 +46,9 @@ use crate::domain::{
 
 /// GUN's answer to a put whose root is not an object (GUN 0.2020.1241, period included).
 pub const ROOT_NOT_A_NODE: &str = "Data at root of graph must be a node (an object).";
+
+/// Keys one chunk of a streamed `get` answer renders, under one short hold of the graph lock.
+const KEYS_PER_CHUNK: usize = 256;
 
 /// Which relay the emulator imitates when answering `GET /get`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,11 +93,12 @@ struct Graph {
     last_state: f64,
 }
 
+/// Sorted by key, so a long answer can be rendered a range at a time.
 #[derive(Debug, Default, Clone)]
 struct StoredNode {
-    fields: Map<String, Value>,
+    fields: BTreeMap<String, Value>,
     /// GUN's per-key state (HAM timestamps, ms).
-    states: Map<String, Value>,
+    states: BTreeMap<String, f64>,
 }
 
 impl RelayEmulator {
@@ -211,6 +222,24 @@ impl RelayEmulator {
         graph.put(index.as_str(), &entry, now)
     }
 
+    /// Put each `(key, value)` on `soul` as its own one-key put, under one lock: seeds a
+    /// 100 000-entry index or registry without first building it as one JSON value.
+    ///
+    /// # Errors
+    /// [`PutRejected`] for the first entry GUN would refuse; the entries before it stay.
+    pub fn seed_entries(
+        &self,
+        soul: &str,
+        entries: impl IntoIterator<Item = (String, Value)>,
+    ) -> Result<(), PutRejected> {
+        let now = now_ms();
+        let mut graph = self.graph();
+        for (key, value) in entries {
+            graph.put(soul, &Value::Object(Map::from_iter([(key, value)])), now)?;
+        }
+        Ok(())
+    }
+
     /// Mark `did` deleted in the deletion registry: the index entry `did → true` and the entry
     /// node `oip:deleted:records:<did>`.
     ///
@@ -235,7 +264,7 @@ impl RelayEmulator {
         self.graph()
             .nodes
             .get(soul)
-            .map(|node| Value::Object(node.fields.clone()))
+            .map(|node| Value::Object(node.fields.clone().into_iter().collect()))
     }
 
     /// Forget a node entirely, so links to it dangle (a missing link target answers 404).
@@ -300,7 +329,7 @@ impl Graph {
             };
             let node = self.nodes.get_mut(soul).expect("created above");
             node.fields.insert(key.clone(), stored);
-            node.states.insert(key.clone(), Value::from(state));
+            node.states.insert(key.clone(), state);
         }
     }
 
@@ -315,40 +344,179 @@ impl Graph {
         self.last_state
     }
 
+    /// The whole answer to a `get` of `soul`; `None` answers 404.
     fn render(&self, soul: &str, flavour: Flavour) -> Option<Map<String, Value>> {
         let node = self.nodes.get(soul)?;
-        match flavour {
-            Flavour::PlainGun => {
-                let mut out = node.fields.clone();
-                out.insert("_".to_owned(), json!({ "#": soul, ">": node.states }));
-                Some(out)
+        let mut out: Map<String, Value> = node
+            .fields
+            .iter()
+            .filter_map(|(key, value)| Some((key.clone(), self.render_field(value, flavour)?)))
+            .collect();
+        if let Some(metadata) = self.metadata(soul, flavour) {
+            out.insert("_".to_owned(), metadata);
+        }
+        (flavour == Flavour::PlainGun || !out.is_empty()).then_some(out)
+    }
+
+    /// Whether a `get` of `soul` answers 200: [`render`](Self::render) would be `Some`, found
+    /// without rendering (a live index stops at its first live entry).
+    fn answers(&self, soul: &str, flavour: Flavour) -> bool {
+        self.nodes.get(soul).is_some_and(|node| {
+            flavour == Flavour::PlainGun
+                || self.metadata(soul, flavour).is_some()
+                || node
+                    .fields
+                    .values()
+                    .any(|value| self.render_field(value, flavour).is_some())
+        })
+    }
+
+    /// One stored value as `flavour` answers it; `None` leaves the key out.
+    fn render_field(&self, value: &Value, flavour: Flavour) -> Option<Value> {
+        match (flavour, value) {
+            (Flavour::PlainGun, _) => Some(value.clone()),
+            (Flavour::Oip, Value::Null) => None,
+            // OIP's relay resolves a node's direct links inline, one level, without `_`.
+            (Flavour::Oip, Value::Object(map)) => {
+                let child = self.nodes.get(link_target(map)?)?;
+                (!child.fields.is_empty()).then(|| {
+                    Value::Object(
+                        child
+                            .fields
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    )
+                })
             }
-            Flavour::Oip => {
-                let mut out = Map::new();
-                // OIP's relay answers parent type indexes flat and without `_`.
-                if !is_parent_registry_index(soul) {
-                    out.insert("_".to_owned(), json!({ "#": soul, ">": node.states }));
-                }
-                for (key, value) in &node.fields {
-                    match value {
-                        Value::Null => {}
-                        Value::Object(map) => {
-                            let target = link_target(map).unwrap_or_default();
-                            if let Some(child) = self.nodes.get(target)
-                                && !child.fields.is_empty()
-                            {
-                                out.insert(key.clone(), Value::Object(child.fields.clone()));
-                            }
-                        }
-                        other => {
-                            out.insert(key.clone(), other.clone());
-                        }
-                    }
-                }
-                (!out.is_empty()).then_some(out)
-            }
+            (Flavour::Oip, other) => Some(other.clone()),
         }
     }
+
+    /// GUN's `_` of `soul` as `flavour` answers it; OIP's relay leaves it out of parent type
+    /// indexes.
+    fn metadata(&self, soul: &str, flavour: Flavour) -> Option<Value> {
+        let node = self.nodes.get(soul)?;
+        (flavour == Flavour::PlainGun || !is_parent_registry_index(soul))
+            .then(|| json!({ "#": soul, ">": node.states }))
+    }
+}
+
+/// A `get` answer rendered [`KEYS_PER_CHUNK`] keys at a time, each chunk under its own hold of
+/// the graph lock: `{"success":true,"data":{"_":{"#":…,">":{states…}},fields…}}`.
+struct AnswerStream {
+    shared: Arc<Shared>,
+    soul: String,
+    part: Part,
+    /// The last key rendered in the current part.
+    after: Option<String>,
+    /// Whether the object being written already holds a member (the next needs a comma).
+    comma: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Start,
+    States,
+    Fields,
+    Done,
+}
+
+impl AnswerStream {
+    fn new(shared: Arc<Shared>, soul: String) -> Self {
+        Self {
+            shared,
+            soul,
+            part: Part::Start,
+            after: None,
+            comma: false,
+        }
+    }
+
+    /// The next non-empty chunk; `None` once the answer is complete.
+    fn next_chunk(&mut self) -> Option<Bytes> {
+        let mut out = Vec::new();
+        while out.is_empty() {
+            match self.part {
+                Part::Start => self.start(&mut out),
+                Part::States => self.states(&mut out),
+                Part::Fields => self.fields(&mut out),
+                Part::Done => return None,
+            }
+        }
+        Some(Bytes::from(out))
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"success":true,"data":{"#);
+        let graph = self.shared.graph();
+        self.part = if graph.metadata(&self.soul, self.shared.flavour).is_some() {
+            out.extend_from_slice(br##""_":{"#":"##);
+            write_json(out, &self.soul);
+            out.extend_from_slice(br#",">":{"#);
+            Part::States
+        } else {
+            Part::Fields
+        };
+    }
+
+    fn states(&mut self, out: &mut Vec<u8>) {
+        let graph = self.shared.graph();
+        let empty = BTreeMap::new();
+        let states = graph.nodes.get(&self.soul).map_or(&empty, |n| &n.states);
+        let (mut taken, mut last) = (0, None);
+        for (key, state) in keys_after(states, self.after.as_deref()).take(KEYS_PER_CHUNK) {
+            write_member(out, &mut self.comma, key, state);
+            (taken, last) = (taken + 1, Some(key));
+        }
+        self.after = last.cloned();
+        if taken < KEYS_PER_CHUNK {
+            // `_` is now the first member of `data`.
+            out.extend_from_slice(b"}}");
+            (self.part, self.after, self.comma) = (Part::Fields, None, true);
+        }
+    }
+
+    fn fields(&mut self, out: &mut Vec<u8>) {
+        let graph = self.shared.graph();
+        let empty = BTreeMap::new();
+        let fields = graph.nodes.get(&self.soul).map_or(&empty, |n| &n.fields);
+        let (mut taken, mut last) = (0, None);
+        for (key, value) in keys_after(fields, self.after.as_deref()).take(KEYS_PER_CHUNK) {
+            if let Some(rendered) = graph.render_field(value, self.shared.flavour) {
+                write_member(out, &mut self.comma, key, &rendered);
+            }
+            (taken, last) = (taken + 1, Some(key));
+        }
+        self.after = last.cloned();
+        if taken < KEYS_PER_CHUNK {
+            out.extend_from_slice(b"}}");
+            self.part = Part::Done;
+        }
+    }
+}
+
+/// The entries of `map` after the key `after` (all of them when `None`), in order.
+fn keys_after<'m, V>(
+    map: &'m BTreeMap<String, V>,
+    after: Option<&str>,
+) -> impl Iterator<Item = (&'m String, &'m V)> {
+    let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+    map.range::<str, _>((start, Bound::Unbounded))
+}
+
+/// `,"key":value` (no comma before an object's first member).
+fn write_member(out: &mut Vec<u8>, comma: &mut bool, key: &str, value: &impl Serialize) {
+    if std::mem::replace(comma, true) {
+        out.push(b',');
+    }
+    write_json(out, key);
+    out.push(b':');
+    write_json(out, value);
+}
+
+fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+    serde_json::to_writer(out, value).expect("strings, numbers and json values serialize");
 }
 
 /// OIP's relay test for a parent type index: `oip:registry:index:<type>`, exactly four parts.
@@ -409,15 +577,20 @@ async fn get_handler(
     let Some(soul) = query.get("soul").filter(|s| !s.is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "Soul parameter required");
     };
-    let rendered = shared.graph().render(soul, shared.flavour);
-    match rendered {
-        Some(data) => (
-            StatusCode::OK,
-            axum::Json(json!({ "success": true, "data": data })),
-        )
-            .into_response(),
-        None => error(StatusCode::NOT_FOUND, "Not found"),
+    if !shared.graph().answers(soul, shared.flavour) {
+        return error(StatusCode::NOT_FOUND, "Not found");
     }
+    let answer = AnswerStream::new(shared.clone(), soul.clone());
+    let chunks = stream::unfold(answer, |mut answer| async move {
+        let chunk = answer.next_chunk()?;
+        Some((Ok::<_, Infallible>(chunk), answer))
+    });
+    let mut response = Response::new(Body::from_stream(chunks));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Records put at the root whose soul's first `:` segment is the publisher hash, by soul.
@@ -479,6 +652,10 @@ fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
+    fn stored(graph: &Graph, soul: &str) -> Value {
+        Value::Object(graph.nodes[soul].fields.clone().into_iter().collect())
+    }
+
     fn graph_with(soul: &str, data: Value) -> Graph {
         let mut graph = Graph::default();
         graph.put(soul, &data, 1).unwrap();
@@ -492,17 +669,14 @@ mod tests {
             json!({"data": {"name": "n", "deep": {"x": 1}}, "v": 2}),
         );
         assert_eq!(
-            Value::Object(graph.nodes["a:1"].fields.clone()),
+            stored(&graph, "a:1"),
             json!({"data": {"#": "a:1/data"}, "v": 2})
         );
         assert_eq!(
-            Value::Object(graph.nodes["a:1/data"].fields.clone()),
+            stored(&graph, "a:1/data"),
             json!({"name": "n", "deep": {"#": "a:1/data/deep"}})
         );
-        assert_eq!(
-            Value::Object(graph.nodes["a:1/data/deep"].fields.clone()),
-            json!({"x": 1})
-        );
+        assert_eq!(stored(&graph, "a:1/data/deep"), json!({"x": 1}));
     }
 
     #[test]
@@ -511,14 +685,8 @@ mod tests {
         graph
             .put("s", &json!({"a": null, "b": {"d": 2}}), 2)
             .unwrap();
-        assert_eq!(
-            Value::Object(graph.nodes["s"].fields.clone()),
-            json!({"a": null, "b": {"#": "s/b"}})
-        );
-        assert_eq!(
-            Value::Object(graph.nodes["s/b"].fields.clone()),
-            json!({"c": 1, "d": 2})
-        );
+        assert_eq!(stored(&graph, "s"), json!({"a": null, "b": {"#": "s/b"}}));
+        assert_eq!(stored(&graph, "s/b"), json!({"c": 1, "d": 2}));
     }
 
     #[test]
@@ -537,6 +705,56 @@ mod tests {
             assert_eq!(graph.put("s", &data, 1), Err(PutRejected(message.into())));
         }
         assert!(graph.nodes.is_empty());
+    }
+
+    #[test]
+    fn streamed_answers_are_the_rendered_node_across_chunks() {
+        let index = "oip:registry:index:post";
+        let seeded = || {
+            let mut graph = Graph::default();
+            for i in 0..2 * KEYS_PER_CHUNK + 7 {
+                let soul = format!("abc:{i:04}");
+                let value = if i % 3 == 0 {
+                    Value::Null
+                } else {
+                    json!({"soul": soul, "timestamp": i})
+                };
+                graph.put(index, &json!({ soul: value }), 1).unwrap();
+            }
+            graph
+                .put("a:1", &json!({"data": {"x": 1}, "n": null, "v": 2}), 1)
+                .unwrap();
+            graph
+        };
+        for flavour in [Flavour::Oip, Flavour::PlainGun] {
+            let shared = Arc::new(Shared {
+                flavour,
+                graph: Mutex::new(seeded()),
+            });
+            for soul in [index, "a:1"] {
+                let data = shared.graph().render(soul, flavour).unwrap();
+                let mut answer = AnswerStream::new(shared.clone(), soul.to_owned());
+                let mut body = Vec::new();
+                let mut chunks = 0;
+                while let Some(chunk) = answer.next_chunk() {
+                    body.extend_from_slice(&chunk);
+                    chunks += 1;
+                }
+                assert!(
+                    body.starts_with(br#"{"success":true,"#),
+                    "{flavour:?} {soul}"
+                );
+                // Both through the same parse: HAM states are floats, which the parser does not
+                // round-trip exactly.
+                let streamed: Value = serde_json::from_slice(&body).unwrap();
+                let rendered = json!({"success": true, "data": data}).to_string();
+                let rendered: Value = serde_json::from_str(&rendered).unwrap();
+                assert!(streamed == rendered, "{flavour:?} {soul}");
+                if soul == index {
+                    assert!(chunks > 2, "{flavour:?}: {chunks} chunks");
+                }
+            }
+        }
     }
 
     #[test]

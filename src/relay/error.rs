@@ -28,6 +28,24 @@ impl fmt::Display for Operation {
     }
 }
 
+/// Which part of a record's budget (`RecordBudget`) a read ran out of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// Nodes fetched for the record, the record node itself included.
+    Nodes,
+    /// Response bytes received for the record.
+    Bytes,
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Budget::Nodes => "nodes",
+            Budget::Bytes => "bytes",
+        })
+    }
+}
+
 /// A failed relay call. `target` is the soul (or the publisher hash of a `list`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -55,6 +73,16 @@ pub enum RelayError {
         #[source]
         source: reqwest::Error,
     },
+    /// The relay answered a redirect. The client never follows one: a relay URL is configured,
+    /// and a redirect would send the request (a put's body included) to another host.
+    #[error("{op} {target}: relay answered {status} {}; redirects are not followed", redirect_target(location.as_deref()))]
+    Redirect {
+        op: Operation,
+        target: String,
+        status: u16,
+        /// The `Location` header, on one line and truncated; `None` when absent.
+        location: Option<String>,
+    },
     /// The relay answered with a status the call does not accept.
     #[error("{op} {target}: relay answered {status}: {message}")]
     Status {
@@ -72,8 +100,16 @@ pub enum RelayError {
         target: String,
         message: String,
     },
-    /// The body is not JSON or not the shape DESIGN §3 describes.
+    /// A 2xx whose body is not a JSON object: an HTML page, empty, cut off, not JSON.
     #[error("{op} {target}: unexpected response: {reason}")]
+    Unparsable {
+        op: Operation,
+        target: String,
+        reason: String,
+    },
+    /// The relay's JSON envelope says success, but what it holds is not the shape DESIGN §3
+    /// describes (node data that is not an object, no `data` member, unreadable `records`).
+    #[error("{op} {target}: malformed answer: {reason}")]
     Malformed {
         op: Operation,
         target: String,
@@ -93,6 +129,15 @@ pub enum RelayError {
         target: String,
         limit: usize,
     },
+    /// Following the record's links needed more nodes or bytes than its budget allows; no
+    /// further request was sent. `target` is the record's soul.
+    #[error("{op} {target}: record exceeds its budget of {limit} {budget}")]
+    OverBudget {
+        op: Operation,
+        target: String,
+        budget: Budget,
+        limit: usize,
+    },
     /// A soul built from configuration (registry root, record type) is not a valid soul.
     #[error(transparent)]
     InvalidSoul(#[from] InvalidSoul),
@@ -102,19 +147,25 @@ pub enum RelayError {
 }
 
 impl RelayError {
-    /// Whether trying again later can succeed: transport failures, timeouts, interrupted bodies,
-    /// 5xx and 429. Everything else (other 4xx, a refusal, a malformed or oversized body) is
-    /// permanent: the same request will fail the same way.
+    /// Whether trying again later can succeed. Transient: transport failures, timeouts,
+    /// interrupted bodies, 5xx, 429 and 408, and a 2xx that is not the relay's JSON envelope or
+    /// lacks `success: true` (HTML, empty, not JSON, a refusal: what a proxy answers while the
+    /// relay behind it restarts). Permanent, because the same request will fail the same way:
+    /// other 4xx, redirects, a well-formed answer of the wrong shape, an oversized body, a put GUN
+    /// cannot store, an invalid soul, a record over its budget.
     pub fn is_transient(&self) -> bool {
         match self {
             RelayError::Transport { .. }
             | RelayError::Timeout { .. }
-            | RelayError::BodyInterrupted { .. } => true,
-            RelayError::Status { status, .. } => *status >= 500 || *status == 429,
-            RelayError::Refused { .. }
+            | RelayError::BodyInterrupted { .. }
+            | RelayError::Refused { .. }
+            | RelayError::Unparsable { .. } => true,
+            RelayError::Status { status, .. } => *status >= 500 || matches!(status, 408 | 429),
+            RelayError::Redirect { .. }
             | RelayError::Malformed { .. }
             | RelayError::TooLarge { .. }
             | RelayError::Unstorable { .. }
+            | RelayError::OverBudget { .. }
             | RelayError::InvalidSoul(_)
             | RelayError::Client(_) => false,
         }
@@ -131,7 +182,9 @@ impl RelayError {
     /// The HTTP status the relay answered, when it answered one that failed the call.
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            RelayError::Status { status, .. } => Some(*status),
+            RelayError::Status { status, .. } | RelayError::Redirect { status, .. } => {
+                Some(*status)
+            }
             _ => None,
         }
     }
@@ -147,6 +200,14 @@ fn root_cause(err: &reqwest::Error) -> String {
     cause.to_string()
 }
 
+/// How a redirect message names where the relay pointed.
+fn redirect_target(location: Option<&str>) -> String {
+    match location {
+        Some(location) => format!("to {location}"),
+        None => "with no Location".to_owned(),
+    }
+}
+
 /// The relay's error text for a message: the `error` member of a JSON body, else the body itself,
 /// on one line and truncated.
 pub(crate) fn error_text(body: &[u8]) -> String {
@@ -158,6 +219,15 @@ pub(crate) fn error_text(body: &[u8]) -> String {
         },
         _ => String::from_utf8_lossy(body).into_owned(),
     };
+    match one_line(&text) {
+        line if line.is_empty() => "(empty body)".to_owned(),
+        line => line,
+    }
+}
+
+/// `text` from a relay (an error body, a header) made safe to repeat in a message: control
+/// characters as spaces, trimmed, at most [`MAX_MESSAGE_LEN`] characters.
+pub(crate) fn one_line(text: &str) -> String {
     let one_line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -165,7 +235,6 @@ pub(crate) fn error_text(body: &[u8]) -> String {
     let trimmed = one_line.trim();
     match trimmed.char_indices().nth(MAX_MESSAGE_LEN) {
         Some((end, _)) => format!("{}…", &trimmed[..end]),
-        None if trimmed.is_empty() => "(empty body)".to_owned(),
         None => trimmed.to_owned(),
     }
 }
@@ -191,6 +260,7 @@ mod tests {
             (502, true),
             (503, true),
             (429, true),
+            (408, true),
             (400, false),
             (404, false),
             (413, false),
@@ -200,12 +270,23 @@ mod tests {
             assert_eq!(err.is_transient(), transient, "{code}");
             assert_eq!(err.http_status(), Some(code));
         }
-        let permanent = [
+        let glitches = [
             RelayError::Refused {
                 op: Operation::Put,
                 target: "s".into(),
                 message: "no".into(),
             },
+            RelayError::Unparsable {
+                op: Operation::Get,
+                target: "s".into(),
+                reason: "an html page, not json (120 bytes)".into(),
+            },
+        ];
+        for err in glitches {
+            assert!(err.is_transient(), "{err}");
+            assert_eq!(err.http_status(), None);
+        }
+        let permanent = [
             RelayError::Malformed {
                 op: Operation::Get,
                 target: "s".into(),
@@ -215,6 +296,12 @@ mod tests {
                 op: Operation::Get,
                 target: "s".into(),
                 limit: 10,
+            },
+            RelayError::OverBudget {
+                op: Operation::Get,
+                target: "s".into(),
+                budget: Budget::Nodes,
+                limit: 256,
             },
         ];
         for err in permanent {
@@ -227,6 +314,49 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         assert!(timeout.is_transient());
+    }
+
+    #[test]
+    fn redirects_are_permanent_and_name_their_location() {
+        let redirect = |location: Option<&str>| RelayError::Redirect {
+            op: Operation::Put,
+            target: "abc:1".into(),
+            status: 307,
+            location: location.map(str::to_owned),
+        };
+        let cases = [
+            (
+                redirect(Some("http://elsewhere:8765/put")),
+                "put abc:1: relay answered 307 to http://elsewhere:8765/put; redirects are not followed",
+            ),
+            (
+                redirect(None),
+                "put abc:1: relay answered 307 with no Location; redirects are not followed",
+            ),
+        ];
+        for (err, message) in cases {
+            assert_eq!(err.to_string(), message);
+            assert!(!err.is_transient());
+            assert_eq!(err.http_status(), Some(307));
+        }
+    }
+
+    #[test]
+    fn over_budget_says_which_budget() {
+        let over = |budget, limit| RelayError::OverBudget {
+            op: Operation::Get,
+            target: "abc:1".into(),
+            budget,
+            limit,
+        };
+        assert_eq!(
+            over(Budget::Nodes, 256).to_string(),
+            "get abc:1: record exceeds its budget of 256 nodes"
+        );
+        assert_eq!(
+            over(Budget::Bytes, 4_194_304).to_string(),
+            "get abc:1: record exceeds its budget of 4194304 bytes"
+        );
     }
 
     #[test]

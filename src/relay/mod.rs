@@ -1,33 +1,46 @@
 //! [`RelayClient`]: the only code that speaks HTTP to GUN relays (DESIGN §3). One shared
-//! `reqwest::Client` with pool limits, a timeout, a semaphore bounding in-flight requests and a
-//! response size cap; raw `get`/`put`/`list`, link following, and the registry reads and
-//! tombstone writes the sync cycle and job handlers use. It never decides OIP validity.
+//! `reqwest::Client` with pool limits, a timeout, no redirects, a semaphore bounding in-flight
+//! requests and a response size cap; raw `get`/`put`/`list`, bounded link following
+//! (`resolve.rs`), streamed registry reads (`index.rs`, `stream.rs`), and the tombstone writes the
+//! sync cycle and job handlers use. It never decides OIP validity.
 
 mod error;
+mod index;
 mod node;
+mod resolve;
+mod stream;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::future::try_join_all;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::debug;
 use url::Url;
 
-pub use error::{Operation, RelayError};
+pub use error::{Budget, Operation, RelayError};
+pub use index::{BatchStream, IndexStream, RegistryStream};
 pub use node::{
-    DeletionRegistry, Field, METADATA_KEY, Node, RECORD_KEYS, RecordNode, TypeIndex, classify,
+    DeletionEntry, DeletionRegistry, Field, IndexBatch, IndexEntry, METADATA_KEY, Node,
+    RECORD_KEYS, RecordNode, RegistryBatch, TypeIndex, classify,
 };
 
-use crate::domain::{Soul, deletion_index_soul, type_index_soul};
+use crate::domain::{Soul, type_index_soul};
 
 /// How many link levels [`RelayClient::read_record`] follows below a record node.
 pub const DEFAULT_MAX_DEPTH: usize = 4;
+
+/// Nodes one record read may fetch, the record node included ([`RecordBudget::max_nodes`]).
+pub const DEFAULT_RECORD_MAX_NODES: usize = 256;
+
+/// Response bytes one record read may receive ([`RecordBudget::max_bytes`]): 4 MiB.
+pub const DEFAULT_RECORD_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// Body bytes a streamed type index or deletion registry may have
+/// ([`RelayOptions::max_index_bytes`]): 256 MiB, about 2.5 million index entries.
+pub const DEFAULT_MAX_INDEX_BYTES: usize = 256 * 1024 * 1024;
 
 /// Error bodies are read up to this much for the message, whatever the response cap.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -36,13 +49,22 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayOptions {
     /// Whole-request timeout, body included (`GUN_REGISTRY_TIMEOUT_MS`); also caps connecting.
+    /// A streamed index or registry read gets it for the head and again for every MiB of body,
+    /// counting only the time spent waiting for the relay.
     pub timeout: Duration,
     /// Idle pooled connections kept per relay (DESIGN §2: at most 4).
     pub max_idle_per_host: usize,
     /// Relay requests in flight at once, across all peers and callers.
     pub concurrency: usize,
-    /// A response body larger than this is abandoned with [`RelayError::TooLarge`].
+    /// A response body larger than this is abandoned with [`RelayError::TooLarge`] (streamed
+    /// index and registry reads excepted).
     pub max_response_bytes: usize,
+    /// The body bound of streamed type-index and deletion-registry reads, which anyone can grow:
+    /// bytes past it end the stream with [`RelayError::TooLarge`].
+    pub max_index_bytes: usize,
+    /// What following the links of one record may cost ([`RelayClient::read_record`],
+    /// [`RelayClient::get_resolved`]).
+    pub record_budget: RecordBudget,
 }
 
 impl Default for RelayOptions {
@@ -52,6 +74,28 @@ impl Default for RelayOptions {
             max_idle_per_host: 4,
             concurrency: 16,
             max_response_bytes: 8 * 1024 * 1024,
+            max_index_bytes: DEFAULT_MAX_INDEX_BYTES,
+            record_budget: RecordBudget::default(),
+        }
+    }
+}
+
+/// The most one record read may fetch, whatever the record's shape: a node linking to itself
+/// or fanning out must not cost more than this. Exceeding either bound is
+/// [`RelayError::OverBudget`], and no further request is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordBudget {
+    /// Nodes fetched (answered or not), the record node included.
+    pub max_nodes: usize,
+    /// Response body bytes received, summed over the record's nodes.
+    pub max_bytes: usize,
+}
+
+impl Default for RecordBudget {
+    fn default() -> Self {
+        Self {
+            max_nodes: DEFAULT_RECORD_MAX_NODES,
+            max_bytes: DEFAULT_RECORD_MAX_BYTES,
         }
     }
 }
@@ -88,8 +132,6 @@ struct Answer {
     body: Bytes,
 }
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 impl RelayClient {
     /// Build the one HTTP client all relay calls share.
     ///
@@ -101,6 +143,8 @@ impl RelayClient {
             .timeout(options.timeout)
             .pool_max_idle_per_host(options.max_idle_per_host.min(4))
             .pool_idle_timeout(Duration::from_secs(30))
+            // A relay URL is configuration: never let an answer send a request elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("gunsync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(RelayError::Client)?;
@@ -122,20 +166,32 @@ impl RelayClient {
     /// # Errors
     /// Any [`RelayError`]; a 404 is not one unless the relay says the endpoint is unknown.
     pub async fn get(&self, peer: &Url, soul: &Soul) -> Result<Option<Node>, RelayError> {
+        let node = self
+            .get_capped(peer, soul, self.inner.options.max_response_bytes)
+            .await?;
+        Ok(node.map(|(node, _)| node))
+    }
+
+    /// [`get`](Self::get) with the body read up to `limit` bytes, and the size of that body.
+    async fn get_capped(
+        &self,
+        peer: &Url,
+        soul: &Soul,
+        limit: usize,
+    ) -> Result<Option<(Node, usize)>, RelayError> {
         let op = Operation::Get;
         let url = endpoint(peer, "get", &[("soul", soul.as_str())]);
         let answer = self
-            .call(op, soul.as_str(), peer, self.inner.http.get(url))
+            .call(op, soul.as_str(), peer, self.inner.http.get(url), limit)
             .await?;
         match answer.status {
             200..=299 => {
                 let data = success_member(op, soul.as_str(), &answer.body, "data")?;
                 Node::from_value(soul.clone(), data)
-                    .map(Some)
+                    .map(|node| Some((node, answer.body.len())))
                     .map_err(|reason| malformed(op, soul.as_str(), reason))
             }
-            // A relay that lacks the endpoint is misconfigured, not an empty graph.
-            404 if error::error_text(&answer.body) != "Endpoint not found" => Ok(None),
+            404 if is_absent(&answer.body) => Ok(None),
             _ => Err(status_error(op, soul.as_str(), answer)),
         }
     }
@@ -168,6 +224,7 @@ impl RelayClient {
                 soul.as_str(),
                 peer,
                 self.inner.http.post(url).json(&body),
+                self.inner.options.max_response_bytes,
             )
             .await?;
         match answer.status {
@@ -199,7 +256,13 @@ impl RelayClient {
             ],
         );
         let answer = self
-            .call(op, publisher_hash, peer, self.inner.http.get(url))
+            .call(
+                op,
+                publisher_hash,
+                peer,
+                self.inner.http.get(url),
+                self.inner.options.max_response_bytes,
+            )
             .await?;
         if !(200..=299).contains(&answer.status) {
             return Err(status_error(op, publisher_hash, answer));
@@ -207,94 +270,6 @@ impl RelayClient {
         let records = success_member(op, publisher_hash, &answer.body, "records")?;
         serde_json::from_value(records)
             .map_err(|e| malformed(op, publisher_hash, format!("records: {e}")))
-    }
-
-    /// The node with every link replaced by the node it points to, down to `max_depth` levels
-    /// (deeper links stay links). Sibling links are fetched concurrently, bounded by the client's
-    /// semaphore. A link whose target is missing (404) is an absent field: the key is dropped.
-    ///
-    /// # Errors
-    /// The first [`RelayError`] of any fetch.
-    pub async fn get_resolved(
-        &self,
-        peer: &Url,
-        soul: &Soul,
-        max_depth: usize,
-    ) -> Result<Option<Node>, RelayError> {
-        let Some(node) = self.get(peer, soul).await? else {
-            return Ok(None);
-        };
-        let fields = self
-            .resolve_fields(peer, node.into_fields(), max_depth)
-            .await?;
-        Ok(Some(Node::new(soul.clone(), fields)))
-    }
-
-    /// The record at `soul` with its `data`, `oip` and `meta` links followed; `None` when the
-    /// relay does not hold it. Check [`RecordNode::deleted`] before indexing.
-    ///
-    /// # Errors
-    /// Any [`RelayError`] of the record or of a child.
-    pub async fn read_record(
-        &self,
-        peer: &Url,
-        soul: &Soul,
-    ) -> Result<Option<RecordNode>, RelayError> {
-        let Some(node) = self.get(peer, soul).await? else {
-            return Ok(None);
-        };
-        let mut fields = node.into_fields();
-        let children: Map<String, Value> = RECORD_KEYS
-            .iter()
-            .filter_map(|key| fields.remove(*key).map(|value| ((*key).to_owned(), value)))
-            .collect();
-        fields.extend(
-            self.resolve_fields(peer, children, DEFAULT_MAX_DEPTH)
-                .await?,
-        );
-        Ok(Some(RecordNode::from_node(Node::new(soul.clone(), fields))))
-    }
-
-    /// The DIDs in the deletion registry (`oip:deleted:records:index`); empty when the relay has
-    /// no registry. Invalid keys are skipped and reported in [`DeletionRegistry::rejected`].
-    ///
-    /// # Errors
-    /// Any [`RelayError`].
-    pub async fn read_deletion_registry(&self, peer: &Url) -> Result<DeletionRegistry, RelayError> {
-        match self.get(peer, &deletion_index_soul()).await? {
-            Some(node) => Ok(DeletionRegistry::from_fields(node.fields())),
-            None => Ok(DeletionRegistry::default()),
-        }
-    }
-
-    /// The record souls in `<root>:index:<record_type>`; empty when the index does not exist.
-    /// Invalid keys are skipped and reported in [`TypeIndex::rejected`].
-    ///
-    /// # Errors
-    /// Any [`RelayError`]; [`RelayError::InvalidSoul`] when root or type cannot form a soul.
-    pub async fn read_type_index(
-        &self,
-        peer: &Url,
-        root: &str,
-        record_type: &str,
-    ) -> Result<TypeIndex, RelayError> {
-        let index_soul = type_index_soul(root, record_type)?;
-        let Some(node) = self.get(peer, &index_soul).await? else {
-            return Ok(TypeIndex::default());
-        };
-        let mut index = TypeIndex::from_fields(node.fields());
-        // OIP's registerOIPRecord may wrap the entries as `{data: index}`; a plain relay shows
-        // that wrapper as a link.
-        if let Some(Field::Link(wrapped)) = node.get("data").map(classify)
-            && let Some(child) = self.get(peer, &wrapped).await?
-        {
-            let more = TypeIndex::from_fields(child.fields());
-            index.souls.extend(more.souls);
-            index.rejected.extend(more.rejected);
-            index.souls.sort();
-            index.souls.dedup();
-        }
-        Ok(index)
     }
 
     /// Tombstone the record: one put setting `data`, `oip`, `meta` and every key in `keys` to
@@ -334,94 +309,30 @@ impl RelayClient {
         self.put(peer, &index_soul, body).await
     }
 
-    fn resolve_fields<'a>(
-        &'a self,
-        peer: &'a Url,
-        fields: Map<String, Value>,
-        depth: usize,
-    ) -> BoxFuture<'a, Result<Map<String, Value>, RelayError>> {
-        Box::pin(async move {
-            let resolved = try_join_all(fields.into_iter().map(|(key, value)| async move {
-                let value = self.resolve_value(peer, &key, value, depth).await?;
-                Ok::<_, RelayError>(value.map(|value| (key, value)))
-            }))
-            .await?;
-            Ok(resolved.into_iter().flatten().collect())
-        })
-    }
-
-    /// `None` means the field is absent (a link to a missing node, or an unusable link).
-    async fn resolve_value(
-        &self,
-        peer: &Url,
-        key: &str,
-        value: Value,
-        depth: usize,
-    ) -> Result<Option<Value>, RelayError> {
-        if key == METADATA_KEY {
-            return Ok(None);
-        }
-        match classify(&value) {
-            Field::Link(_) | Field::Inline(_) if depth == 0 => Ok(Some(value)),
-            Field::Link(target) => match self.get(peer, &target).await? {
-                Some(child) => {
-                    let fields = self
-                        .resolve_fields(peer, child.into_fields(), depth - 1)
-                        .await?;
-                    Ok(Some(Value::Object(fields)))
-                }
-                None => Ok(None),
-            },
-            Field::Inline(_) => {
-                let Value::Object(fields) = value else {
-                    unreachable!("inline fields are objects")
-                };
-                let fields = self.resolve_fields(peer, fields, depth - 1).await?;
-                Ok(Some(Value::Object(fields)))
-            }
-            Field::BrokenLink(reason) => {
-                warn!(peer = %peer, key, error = %reason, "unusable link dropped");
-                Ok(None)
-            }
-            Field::Null | Field::Scalar(_) => Ok(Some(value)),
-        }
-    }
-
-    /// One HTTP exchange under a semaphore permit, body read within the cap, logged and counted.
+    /// One HTTP exchange under a semaphore permit, a 2xx body read up to `limit` bytes, logged
+    /// and counted.
     async fn call(
         &self,
         op: Operation,
         target: &str,
         peer: &Url,
         request: reqwest::RequestBuilder,
+        limit: usize,
     ) -> Result<Answer, RelayError> {
-        let _permit = self
-            .inner
+        let _permit = self.permit().await;
+        let started = Instant::now();
+        let result = self.exchange(op, target, request, limit).await;
+        record(op, target, peer, started, result.as_ref().map(|a| a.status));
+        result
+    }
+
+    /// One of the requests in flight at once; held for the whole exchange.
+    async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.inner
             .permits
             .acquire()
             .await
-            .expect("the relay semaphore is never closed");
-        let started = Instant::now();
-        let mut status = None;
-        let result = self.exchange(op, target, request, &mut status).await;
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let outcome = match status {
-            None => "transport_error",
-            Some(404) => "not_found",
-            Some(s) if s >= 500 => "server_error",
-            Some(s) if s >= 400 => "client_error",
-            Some(_) if result.is_err() => "transport_error",
-            Some(_) => "ok",
-        };
-        metrics::counter!("gunsync_http_requests_total", "system" => "relay", "outcome" => outcome)
-            .increment(1);
-        match &result {
-            Ok(_) => debug!(peer = %peer, soul = target, %op, status, elapsed_ms, "relay request"),
-            Err(err) => {
-                debug!(peer = %peer, soul = target, %op, status, elapsed_ms, error = %err, "relay request failed")
-            }
-        }
-        result
+            .expect("the relay semaphore is never closed")
     }
 
     async fn exchange(
@@ -429,26 +340,22 @@ impl RelayClient {
         op: Operation,
         target: &str,
         request: reqwest::RequestBuilder,
-        status_seen: &mut Option<u16>,
+        limit: usize,
     ) -> Result<Answer, RelayError> {
-        let timeout = self.inner.options.timeout;
-        let mut response = request.send().await.map_err(|source| {
-            if source.is_timeout() {
-                RelayError::Timeout {
-                    op,
-                    target: target.to_owned(),
-                    timeout,
-                }
-            } else {
-                RelayError::Transport {
-                    op,
-                    target: target.to_owned(),
-                    source,
-                }
-            }
-        })?;
+        let response = self.head(op, target, request).await?;
+        self.read_answer(op, target, response, limit).await
+    }
+
+    /// The rest of an answer whose head arrived: a 2xx body up to `limit` bytes, any other up to
+    /// [`MAX_ERROR_BODY`] for the message.
+    async fn read_answer(
+        &self,
+        op: Operation,
+        target: &str,
+        mut response: reqwest::Response,
+        limit: usize,
+    ) -> Result<Answer, RelayError> {
         let status = response.status().as_u16();
-        *status_seen = Some(status);
         let retry_after = match status {
             429 | 503 => response
                 .headers()
@@ -457,42 +364,120 @@ impl RelayClient {
                 .and_then(crate::retry_after::parse),
             _ => None,
         };
-        let success = (200..=299).contains(&status) || status == 404;
-        let limit = if success {
-            self.inner.options.max_response_bytes
-        } else {
-            MAX_ERROR_BODY
-        };
-        let too_large = || RelayError::TooLarge {
-            op,
-            target: target.to_owned(),
-            limit,
-        };
+        let success = (200..=299).contains(&status);
+        let limit = if success { limit } else { MAX_ERROR_BODY };
         let body = match read_capped(&mut response, limit).await {
             Ok(Some(body)) => body,
             // An oversized error body still says what the status was.
             Ok(None) if !success => Bytes::from_static(b"(oversized error body)"),
-            Ok(None) => return Err(too_large()),
-            Err(source) if source.is_timeout() => {
-                return Err(RelayError::Timeout {
+            Ok(None) => {
+                return Err(RelayError::TooLarge {
                     op,
                     target: target.to_owned(),
-                    timeout,
+                    limit,
                 });
             }
-            Err(source) => {
-                return Err(RelayError::BodyInterrupted {
-                    op,
-                    target: target.to_owned(),
-                    source,
-                });
-            }
+            Err(source) => return Err(body_error(op, target, self.inner.options.timeout, source)),
         };
         Ok(Answer {
             status,
             retry_after,
             body,
         })
+    }
+
+    /// Send `request` and take the head of the answer. A redirect fails here, before any body
+    /// is read: the client never follows one (DESIGN §3 relays answer 200, 400, 404 or 500).
+    async fn head(
+        &self,
+        op: Operation,
+        target: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RelayError> {
+        let response = request.send().await.map_err(|source| {
+            if source.is_timeout() {
+                self.timeout_error(op, target)
+            } else {
+                RelayError::Transport {
+                    op,
+                    target: target.to_owned(),
+                    source,
+                }
+            }
+        })?;
+        if response.status().is_redirection() {
+            return Err(RelayError::Redirect {
+                op,
+                target: target.to_owned(),
+                status: response.status().as_u16(),
+                location: response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .map(|v| error::one_line(&String::from_utf8_lossy(v.as_bytes()))),
+            });
+        }
+        Ok(response)
+    }
+
+    fn timeout_error(&self, op: Operation, target: &str) -> RelayError {
+        RelayError::Timeout {
+            op,
+            target: target.to_owned(),
+            timeout: self.inner.options.timeout,
+        }
+    }
+}
+
+/// Reading a body failed after its status line arrived.
+fn body_error(
+    op: Operation,
+    target: &str,
+    timeout: Duration,
+    source: reqwest::Error,
+) -> RelayError {
+    if source.is_timeout() {
+        RelayError::Timeout {
+            op,
+            target: target.to_owned(),
+            timeout,
+        }
+    } else {
+        RelayError::BodyInterrupted {
+            op,
+            target: target.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Count and log one relay exchange: by the status the relay answered, else by why it did not.
+fn record(
+    op: Operation,
+    target: &str,
+    peer: &Url,
+    started: Instant,
+    result: Result<u16, &RelayError>,
+) {
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let status = match result {
+        Ok(status) => Some(status),
+        Err(err) => err.http_status(),
+    };
+    let outcome = match (result, status) {
+        (Err(RelayError::Redirect { .. }), _) => "redirect",
+        (_, Some(404)) => "not_found",
+        (_, Some(s)) if s >= 500 => "server_error",
+        (_, Some(s)) if s >= 400 => "client_error",
+        (Ok(_), _) => "ok",
+        (Err(_), _) => "transport_error",
+    };
+    metrics::counter!("gunsync_http_requests_total", "system" => "relay", "outcome" => outcome)
+        .increment(1);
+    match result {
+        Ok(_) => debug!(peer = %peer, soul = target, %op, status, elapsed_ms, "relay request"),
+        Err(err) => {
+            debug!(peer = %peer, soul = target, %op, status, elapsed_ms, error = %err, "relay request failed")
+        }
     }
 }
 
@@ -541,20 +526,13 @@ fn success_member(
 ) -> Result<Value, RelayError> {
     let mut envelope = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(envelope)) => envelope,
-        Ok(_) => {
-            return Err(malformed(
-                op,
-                target,
-                "body is not a json object".to_owned(),
-            ));
-        }
-        // Say how it broke: a cut-off body ("EOF while parsing") reads differently from a
-        // proxy's HTML page ("expected value at line 1 column 1").
+        Ok(_) => return Err(unparsable(op, target, NOT_AN_OBJECT.to_owned())),
         Err(e) => {
-            return Err(malformed(
+            let first = body.iter().copied().find(|b| !b.is_ascii_whitespace());
+            return Err(unparsable(
                 op,
                 target,
-                format!("invalid json in {} bytes: {e}", body.len()),
+                unparsable_reason(first, body.len(), &e),
             ));
         }
     };
@@ -570,12 +548,39 @@ fn success_member(
         .ok_or_else(|| malformed(op, target, format!("no {member:?} member")))
 }
 
+/// Why a body that is not a JSON object was not: an envelope of any other JSON type.
+const NOT_AN_OBJECT: &str = "body is not a json object";
+
+/// Say how a body failed to parse, from its first non-blank byte (if any), the bytes read so far
+/// and serde's error: an empty answer, a proxy's HTML page and a cut-off body read differently.
+fn unparsable_reason(first: Option<u8>, read: usize, err: &serde_json::Error) -> String {
+    match first {
+        None => format!("empty body ({read} bytes read)"),
+        Some(b'<') => format!("an html page, not json ({read} bytes read)"),
+        Some(_) => format!("invalid json ({read} bytes read): {err}"),
+    }
+}
+
+fn unparsable(op: Operation, target: &str, reason: String) -> RelayError {
+    RelayError::Unparsable {
+        op,
+        target: target.to_owned(),
+        reason,
+    }
+}
+
 fn malformed(op: Operation, target: &str, reason: String) -> RelayError {
     RelayError::Malformed {
         op,
         target: target.to_owned(),
         reason,
     }
+}
+
+/// Whether a 404 body means the node is absent. A relay that lacks the endpoint is
+/// misconfigured, not an empty graph.
+fn is_absent(body: &[u8]) -> bool {
+    error::error_text(body) != "Endpoint not found"
 }
 
 fn status_error(op: Operation, target: &str, answer: Answer) -> RelayError {
@@ -688,20 +693,35 @@ mod tests {
             "success",
         );
         assert!(matches!(refused, Err(RelayError::Refused { .. })));
-        let garbage = success_member(Operation::Get, "s", b"<html>", "data");
-        assert!(matches!(garbage, Err(RelayError::Malformed { .. })));
-        let cut = success_member(Operation::Get, "s", br#"{"success":tr"#, "data").unwrap_err();
-        assert!(
-            cut.to_string()
-                .starts_with("get s: unexpected response: invalid json in 13 bytes: "),
-            "{cut}"
-        );
-        let array = success_member(Operation::Get, "s", b"[1]", "data").unwrap_err();
-        assert!(
-            array.to_string().ends_with("body is not a json object"),
-            "{array}"
-        );
         let missing = success_member(Operation::Get, "s", br#"{"success":true}"#, "data");
         assert!(matches!(missing, Err(RelayError::Malformed { .. })));
+    }
+
+    #[test]
+    fn bodies_that_are_not_an_envelope_say_what_they_were() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "get s: unexpected response: empty body (0 bytes read)"),
+            (
+                b" \n",
+                "get s: unexpected response: empty body (2 bytes read)",
+            ),
+            (
+                b"  <html><body>502</body></html>",
+                "get s: unexpected response: an html page, not json (31 bytes read)",
+            ),
+            (
+                br#"{"success":tr"#,
+                "get s: unexpected response: invalid json (13 bytes read): ",
+            ),
+            (
+                b"[1]",
+                "get s: unexpected response: body is not a json object",
+            ),
+        ];
+        for (body, message) in cases {
+            let err = success_member(Operation::Get, "s", body, "data").unwrap_err();
+            assert!(matches!(err, RelayError::Unparsable { .. }), "{err:?}");
+            assert!(err.to_string().starts_with(message), "{err}");
+        }
     }
 }

@@ -1,9 +1,10 @@
 //! GUN node shapes, pure: metadata stripping, link detection, and the typed views the sync cycle
-//! and job handlers read ([`RecordNode`], [`TypeIndex`], [`DeletionRegistry`]). No I/O here; the
-//! client in `relay/mod.rs` fetches, this module interprets (DESIGN §3).
+//! and job handlers read ([`RecordNode`], type-index and deletion-registry entries). No I/O here;
+//! the client fetches and streams, this module interprets (DESIGN §3).
+
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
-use tracing::warn;
 
 use crate::domain::{Did, InvalidSoul, Soul, shown};
 
@@ -11,10 +12,16 @@ use crate::domain::{Did, InvalidSoul, Soul, shown};
 pub const METADATA_KEY: &str = "_";
 
 /// The key of a link object: `{"#": "<soul>"}`.
-const LINK_KEY: &str = "#";
+pub(super) const LINK_KEY: &str = "#";
+
+/// The key under which OIP's `registerOIPRecord` may wrap a type index's entries (`{data: {…}}`).
+pub(super) const INDEX_WRAPPER: &str = "data";
 
 /// Record keys that hold the record itself; a tombstone nulls at least these.
 pub const RECORD_KEYS: [&str; 3] = ["data", "oip", "meta"];
+
+/// Record keys a record needs, and that OIP's publisher may store as JSON text.
+const DOCUMENT_KEYS: [&str; 2] = ["data", "oip"];
 
 /// One GUN node as a peer returned it, without the `_` metadata key.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,29 +114,44 @@ pub struct RecordNode {
     pub meta: Option<Value>,
     /// A private record (`encrypted`, or `meta.encrypted`, or an `{encrypted, iv, tag}` body).
     pub encrypted: bool,
-    /// A tombstone: never a record to index.
+    /// An explicit tombstone, never a record to index: `deleted: true`, or `data` or `oip`
+    /// present as `null` (a plain GUN relay shows nulled keys; OIP's relay drops them, so its
+    /// tombstone reads back as `{deleted: true, deletedAt}`). Absence is not deletion.
     pub deleted: bool,
+    /// What is missing when the record is no tombstone yet lacks `data` or `oip` (an absent
+    /// key, or a link whose target the relay does not hold): OIP's relay is lossy, and such a
+    /// record may read complete later (DESIGN §3). `None` when both are there, and for a
+    /// tombstone.
+    pub partial: Option<String>,
     /// Every top-level key the node holds (`_` excluded), so a tombstone can null them all.
     pub keys: Vec<String>,
 }
 
 impl RecordNode {
-    /// Interpret a fetched record node. It is `deleted` when it says `deleted: true`, when `data`
-    /// or `oip` is present as `null` (a plain GUN relay shows nulled keys), or when neither `data`
-    /// nor `oip` is there at all (OIP's relay drops `null` keys from its answer).
+    /// Interpret a record node whose links have been followed, or a raw node (a link left in
+    /// place counts as present).
     pub fn from_node(node: Node) -> Self {
+        Self::from_resolved(node, &BTreeMap::new())
+    }
+
+    /// [`from_node`](Self::from_node) for a node whose links were followed: `unresolved` says,
+    /// for a top-level key that was dropped, why (`"link to a:b/data not found"`).
+    pub(super) fn from_resolved(node: Node, unresolved: &BTreeMap<String, String>) -> Self {
         let keys: Vec<String> = node.fields.keys().cloned().collect();
         let Node { soul, mut fields } = node;
-        let explicit_null =
-            |key: &str, fields: &Map<String, Value>| matches!(fields.get(key), Some(Value::Null));
-        let flagged = fields.get("deleted").and_then(Value::as_bool) == Some(true);
-        let nulled = explicit_null("data", &fields) || explicit_null("oip", &fields);
+        parse_document_text(&mut fields);
+        let deleted = fields.get("deleted").and_then(Value::as_bool) == Some(true)
+            || DOCUMENT_KEYS
+                .iter()
+                .any(|key| matches!(fields.get(*key), Some(Value::Null)));
+        let partial = (!deleted)
+            .then(|| missing_parts(&fields, unresolved))
+            .flatten();
         let mut take = |key: &str| fields.remove(key).filter(|v| !v.is_null());
         let data = take("data");
         let oip = take("oip");
         let meta = take("meta");
         let top_encrypted = take("encrypted").is_some_and(|v| v != Value::Bool(false));
-        let deleted = flagged || nulled || (data.is_none() && oip.is_none());
         let meta_encrypted = meta
             .as_ref()
             .and_then(|m| m.get("encrypted"))
@@ -147,6 +169,7 @@ impl RecordNode {
             meta,
             encrypted: top_encrypted || meta_encrypted || body_encrypted,
             deleted,
+            partial,
             keys,
         }
     }
@@ -161,76 +184,182 @@ impl RecordNode {
     }
 }
 
-/// The record souls listed by one type index (`<root>:index:<recordType>`).
+/// `"data is missing (link to a:b/data not found), oip is missing"`: the absent keys of
+/// [`DOCUMENT_KEYS`], with why when a link was dropped; `None` when both are there.
+fn missing_parts(
+    fields: &Map<String, Value>,
+    unresolved: &BTreeMap<String, String>,
+) -> Option<String> {
+    let missing: Vec<String> = DOCUMENT_KEYS
+        .iter()
+        .filter(|key| !fields.contains_key(**key))
+        .map(|key| match unresolved.get(*key) {
+            Some(why) => format!("{key} is missing ({why})"),
+            None => format!("{key} is missing"),
+        })
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(", "))
+}
+
+/// Parse a `data` or `oip` that arrived as JSON text: OIP's publisher stores them as strings,
+/// and only OIP's relay parses them for its answers (DESIGN §3). Only an object or an array
+/// replaces the text, so `"null"` cannot read as a tombstone nor `"5"` as a body; text that is
+/// not JSON stays text, for validation to reject.
+pub(super) fn parse_document_text(fields: &mut Map<String, Value>) {
+    for key in DOCUMENT_KEYS {
+        let Some(Value::String(text)) = fields.get(key) else {
+            continue;
+        };
+        if let Ok(parsed @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str(text) {
+            fields.insert(key.to_owned(), parsed);
+        }
+    }
+}
+
+/// The record souls listed by one type index (`<root>:index:<recordType>`), collected.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TypeIndex {
+    /// Sorted, without duplicates.
     pub souls: Vec<Soul>,
-    /// Keys that are not valid souls (truncated), skipped.
+    /// Keys of entries skipped as invalid (truncated).
     pub rejected: Vec<String>,
 }
 
-impl TypeIndex {
-    /// Read the entries of an index node: keys are record souls; `_` and `oip:` keys are not
-    /// records, and a `null` entry was removed. Entries OIP wrapped under a `data` key (its
-    /// `registerOIPRecord` writes `{data: index}`) count too when `data` is inline.
-    pub fn from_fields(fields: &Map<String, Value>) -> Self {
-        let mut index = Self::default();
-        index.add_fields(fields);
-        if let Some(wrapped) = fields.get("data")
-            && let Field::Inline(wrapped) = classify(wrapped)
-        {
-            index.add_fields(wrapped);
-        }
-        index.souls.sort();
-        index.souls.dedup();
-        index
-    }
-
-    fn add_fields(&mut self, fields: &Map<String, Value>) {
-        for (key, value) in fields {
-            if key.starts_with('_') || key.starts_with("oip:") || key == "data" || value.is_null() {
-                continue;
-            }
-            match Soul::parse(key) {
-                Ok(soul) => self.souls.push(soul),
-                Err(err) => {
-                    warn!(error = %err, "type index entry is not a soul, skipped");
-                    self.rejected.push(shown(key));
-                }
-            }
-        }
-    }
-}
-
-/// The DIDs listed by the deletion registry index (`oip:deleted:records:index`).
+/// The DIDs listed by the deletion registry index (`oip:deleted:records:index`), collected.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeletionRegistry {
+    /// Sorted, without duplicates.
     pub dids: Vec<Did>,
-    /// Keys that are not valid DIDs (truncated), skipped.
+    /// Keys that are not DIDs marked deleted (truncated), skipped.
     pub rejected: Vec<String>,
 }
 
-impl DeletionRegistry {
-    /// Read the index: keys are DIDs marked `true` (or an object/link); `null` or `false` means
-    /// unmarked; `_` is metadata.
-    pub fn from_fields(fields: &Map<String, Value>) -> Self {
-        let mut registry = Self::default();
-        for (key, value) in fields {
-            if key == METADATA_KEY || matches!(value, Value::Null | Value::Bool(false)) {
-                continue;
-            }
-            match Did::parse(key) {
-                Ok(did) => registry.dids.push(did),
-                Err(err) => {
-                    warn!(error = %err, "deletion registry entry is not a did, skipped");
-                    registry.rejected.push(shown(key));
-                }
-            }
+/// One record a type index lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub soul: Soul,
+    /// The entry's `timestamp` (ms since the epoch) when it is an integer.
+    pub timestamp: Option<i64>,
+}
+
+/// Entries of a type index, as read from the body: at most the batch size asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexBatch {
+    pub entries: Vec<IndexEntry>,
+    /// Keys of entries skipped as invalid (truncated).
+    pub rejected: Vec<String>,
+}
+
+/// DIDs of the deletion registry, as read from the body: at most the batch size asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistryBatch {
+    pub dids: Vec<Did>,
+    /// Keys that are not DIDs marked deleted (truncated), skipped.
+    pub rejected: Vec<String>,
+}
+
+/// A deletion registry entry, `oip:deleted:records:<did>`, as OIP's `markDeleted(did,
+/// deletedBy)` writes it: `{deletedAt: Date.now(), deletedBy: <publisher public key>,
+/// timestamp: <ISO text>, did}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeletionEntry {
+    /// The public key of whoever marked the record deleted.
+    pub deleted_by: Option<String>,
+    /// When, in ms since the epoch.
+    pub deleted_at: Option<i64>,
+    /// The DID the entry says it is about (unchecked).
+    pub did: Option<String>,
+}
+
+impl DeletionEntry {
+    /// Read an entry node; a field missing or of another type reads as `None`.
+    pub fn from_node(node: &Node) -> Self {
+        let text = |key: &str| node.get(key).and_then(Value::as_str).map(str::to_owned);
+        Self {
+            deleted_by: text("deletedBy"),
+            deleted_at: node.get("deletedAt").and_then(Value::as_i64),
+            did: text("did"),
         }
-        registry.dids.sort();
-        registry.dids.dedup();
-        registry
     }
+}
+
+/// An entry skipped as invalid: its key, truncated, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Rejected {
+    pub key: String,
+    pub reason: &'static str,
+}
+
+impl Rejected {
+    pub(super) fn new(key: &str, reason: &'static str) -> Self {
+        Self {
+            key: shown(key),
+            reason,
+        }
+    }
+}
+
+/// What one key of the type-index node `node` is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum IndexSlot {
+    /// Not a record (metadata, the wrapper) or a removed one (`null`): skipped silently.
+    Skip,
+    Entry(IndexEntry),
+    /// A link to `<node>/<key>`: the entry lives there, still to be fetched and checked.
+    Link {
+        soul: Soul,
+        target: Soul,
+    },
+    Rejected(Rejected),
+}
+
+/// Keys of a type index that are not records: GUN's `_`, and `_…` and `oip:…` keys.
+pub(super) fn is_index_metadata(key: &str) -> bool {
+    key.starts_with('_') || key.starts_with("oip:")
+}
+
+/// Read one key of a type index (DESIGN §3): an entry counts only when it names its own soul,
+/// inline (`{soul, timestamp, …}` with `soul` equal to the key) or as a link to `<node>/<key>`,
+/// the soul GUN gives the object stored under that key.
+pub(super) fn index_slot(node: &Soul, key: &str, value: &Value) -> IndexSlot {
+    if is_index_metadata(key) || key == INDEX_WRAPPER || value.is_null() {
+        return IndexSlot::Skip;
+    }
+    let rejected = |reason| IndexSlot::Rejected(Rejected::new(key, reason));
+    let Ok(soul) = Soul::parse(key) else {
+        return rejected("key is not a soul");
+    };
+    match classify(value) {
+        Field::Link(target) if node.child(key).is_ok_and(|own| own == target) => {
+            IndexSlot::Link { soul, target }
+        }
+        Field::Link(_) => rejected("links to another node than its own"),
+        Field::Inline(fields) => named_entry(&soul, fields)
+            .map_or_else(|| rejected("does not name its soul"), IndexSlot::Entry),
+        Field::BrokenLink(_) => rejected("unusable link"),
+        Field::Null => IndexSlot::Skip,
+        Field::Scalar(_) => rejected("not an object"),
+    }
+}
+
+/// The entry of `soul` when `fields` (inline, or a linked entry node) say `soul: <soul>`.
+pub(super) fn named_entry(soul: &Soul, fields: &Map<String, Value>) -> Option<IndexEntry> {
+    (fields.get("soul").and_then(Value::as_str) == Some(soul.as_str())).then(|| IndexEntry {
+        soul: soul.clone(),
+        timestamp: fields.get("timestamp").and_then(Value::as_i64),
+    })
+}
+
+/// Read one key of the deletion registry index: a DID marked `true`, an object or a link is
+/// deleted; `null` and `false` are unmarked and `_` is metadata (`None`).
+pub(super) fn registry_slot(key: &str, value: &Value) -> Option<Result<Did, Rejected>> {
+    if key == METADATA_KEY || matches!(value, Value::Null | Value::Bool(false)) {
+        return None;
+    }
+    if !matches!(value, Value::Bool(true) | Value::Object(_)) {
+        return Some(Err(Rejected::new(key, "not marked true or with an object")));
+    }
+    Some(Did::parse(key).map_err(|_| Rejected::new(key, "key is not a gun did")))
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -297,71 +426,93 @@ mod tests {
     }
 
     #[test]
-    fn record_node_detects_tombstones_and_privacy() {
+    fn only_an_explicit_tombstone_is_deleted_and_absence_is_partial() {
         let live = json!({"data": {"name": "n"}, "oip": {"recordType": "post", "ver": "0.8.0"}, "meta": {}});
-        let cases: &[(&str, Value, bool, bool)] = &[
-            ("live", live.clone(), false, false),
+        let cases: &[(&str, Value, bool, Option<&str>)] = &[
+            ("live", live.clone(), false, None),
             (
                 "flagged",
                 json!({"data": {"a": 1}, "oip": {"recordType": "post"}, "deleted": true}),
                 true,
-                false,
+                None,
             ),
             (
                 "plain gun tombstone",
                 json!({"data": null, "oip": null, "meta": null, "deleted": true}),
                 true,
-                false,
+                None,
             ),
             (
-                "nulled without flag",
+                "data nulled without flag",
                 json!({"data": null, "oip": {"recordType": "post"}}),
                 true,
-                false,
+                None,
             ),
             (
-                "oip relay tombstone",
+                "oip nulled without flag",
+                json!({"data": {"a": 1}, "oip": null}),
+                true,
+                None,
+            ),
+            (
+                "oip relay tombstone (null keys dropped)",
                 json!({"deleted": true, "deletedAt": 1}),
                 true,
-                false,
+                None,
             ),
-            ("nothing left", json!({"meta": {"created": 1}}), true, false),
+            (
+                "meta only",
+                json!({"meta": {"created": 1}}),
+                false,
+                Some("data is missing, oip is missing"),
+            ),
+            (
+                "no oip",
+                json!({"data": {"a": 1}, "meta": {}}),
+                false,
+                Some("oip is missing"),
+            ),
+            (
+                "nothing at all",
+                json!({}),
+                false,
+                Some("data is missing, oip is missing"),
+            ),
             (
                 "deleted false",
                 json!({"data": {"a": 1}, "oip": {}, "deleted": false}),
                 false,
-                false,
+                None,
             ),
             (
-                "top encrypted",
-                json!({"data": "x", "oip": {}, "encrypted": true}),
+                "deleted as text is no flag",
+                json!({"data": {"a": 1}, "deleted": "true"}),
                 false,
-                true,
+                Some("oip is missing"),
             ),
             (
-                "meta encrypted",
-                json!({"data": "x", "oip": {}, "meta": {"encrypted": true}}),
+                "null text is no tombstone",
+                json!({"data": "null", "oip": "null"}),
                 false,
-                true,
-            ),
-            (
-                "meta not encrypted",
-                json!({"data": {}, "oip": {}, "meta": {"encrypted": false}}),
-                false,
-                false,
-            ),
-            (
-                "gcm body",
-                json!({"data": {"encrypted": "c", "iv": "i", "tag": "t"}, "oip": {}}),
-                false,
-                true,
+                None,
             ),
         ];
-        for (name, value, deleted, encrypted) in cases {
+        for (name, value, deleted, partial) in cases {
             let record = RecordNode::from_node(Node::new(soul("a:b"), fields(value.clone())));
             assert_eq!(record.deleted, *deleted, "{name}");
-            assert_eq!(record.encrypted, *encrypted, "{name}");
+            assert_eq!(record.partial.as_deref(), *partial, "{name}");
         }
+        let unresolved =
+            BTreeMap::from([("data".to_owned(), "link to a:b/data not found".to_owned())]);
+        let dangling = RecordNode::from_resolved(
+            Node::new(soul("a:b"), fields(json!({"oip": {"recordType": "post"}}))),
+            &unresolved,
+        );
+        assert!(!dangling.deleted);
+        assert_eq!(
+            dangling.partial.as_deref(),
+            Some("data is missing (link to a:b/data not found)")
+        );
         let record = RecordNode::from_node(Node::new(soul("a:b"), fields(live)));
         assert_eq!(record.record_type(), Some("post"));
         assert_eq!(record.keys, vec!["data", "meta", "oip"]);
@@ -369,46 +520,216 @@ mod tests {
     }
 
     #[test]
-    fn type_index_lists_record_souls_only() {
-        let index = TypeIndex::from_fields(&fields(json!({
-            "_": {"#": "oip:registry:index:post"},
-            "abc:1": {"soul": "abc:1", "nodeId": "n", "timestamp": 1},
-            "abc:2": {"#": "oip:registry:index:post/abc:2"},
-            "abc:3": null,
-            "oip:meta": {"x": 1},
-            "bad soul": {"soul": "bad soul"},
-        })));
-        assert_eq!(index.souls, vec![soul("abc:1"), soul("abc:2")]);
-        assert_eq!(index.rejected, vec!["bad soul"]);
+    fn data_and_oip_stored_as_json_text_are_parsed_when_they_hold_a_document() {
+        let cases = [
+            (
+                json!(r#"{"name":"n","tags":"[\"a\"]"}"#),
+                json!({"name": "n", "tags": "[\"a\"]"}),
+            ),
+            (json!(" [1, 2] "), json!([1, 2])),
+            (
+                json!(r##"{"ref":{"#":"a:b/x"}}"##),
+                json!({"ref": {"#": "a:b/x"}}),
+            ),
+            (json!("{not json"), json!("{not json")),
+            (json!("null"), json!("null")),
+            (json!("5"), json!("5")),
+            (json!(r#""text""#), json!(r#""text""#)),
+            (json!({"already": "parsed"}), json!({"already": "parsed"})),
+        ];
+        for (stored, read) in cases {
+            let record = RecordNode::from_node(Node::new(
+                soul("a:b"),
+                fields(json!({"data": stored, "oip": stored, "meta": stored})),
+            ));
+            assert_eq!(record.data.as_ref(), Some(&read), "data {stored}");
+            assert_eq!(record.oip.as_ref(), Some(&read), "oip {stored}");
+            assert_eq!(
+                record.meta.as_ref(),
+                Some(&stored),
+                "meta is never parsed: {stored}"
+            );
+        }
+        let typed = RecordNode::from_node(Node::new(
+            soul("a:b"),
+            fields(json!({"data": "{}", "oip": r#"{"recordType":"post"}"#})),
+        ));
+        assert_eq!(typed.record_type(), Some("post"));
     }
 
     #[test]
-    fn type_index_reads_entries_wrapped_under_data() {
-        let index = TypeIndex::from_fields(&fields(json!({
-            "data": {"abc:1": {"#": "x/abc:1"}, "abc:2": null},
-            "abc:9": {"soul": "abc:9"},
-        })));
-        assert_eq!(index.souls, vec![soul("abc:1"), soul("abc:9")]);
-        let linked = TypeIndex::from_fields(&fields(json!({"data": {"#": "i/data"}})));
-        assert!(linked.souls.is_empty());
+    fn record_node_detects_privacy() {
+        let cases = [
+            (json!({"data": "x", "oip": {}, "encrypted": true}), true),
+            (json!({"data": "x", "oip": {}, "encrypted": false}), false),
+            (
+                json!({"data": "x", "oip": {}, "meta": {"encrypted": true}}),
+                true,
+            ),
+            (
+                json!({"data": {}, "oip": {}, "meta": {"encrypted": false}}),
+                false,
+            ),
+            (
+                json!({"data": {"encrypted": "c", "iv": "i", "tag": "t"}, "oip": {}}),
+                true,
+            ),
+            (
+                json!({"data": {"encrypted": "c", "iv": null, "tag": "t"}, "oip": {}}),
+                false,
+            ),
+        ];
+        for (value, encrypted) in cases {
+            let record = RecordNode::from_node(Node::new(soul("a:b"), fields(value.clone())));
+            assert_eq!(record.encrypted, encrypted, "{value}");
+        }
     }
 
     #[test]
-    fn deletion_registry_skips_metadata_unmarked_and_bad_dids() {
-        let registry = DeletionRegistry::from_fields(&fields(json!({
-            "_": {"#": "oip:deleted:records:index"},
-            "did:gun:abc:1": true,
-            "did:gun:abc:2": {"#": "oip:deleted:records:index/did:gun:abc:2"},
-            "did:gun:abc:3": null,
-            "did:gun:abc:4": false,
-            "did:arweave:xyz": true,
-            "did:gun:bad soul": true,
+    fn index_entries_count_only_when_they_name_their_own_soul() {
+        let node = soul("oip:registry:index:post");
+        let entry = |s: &str, timestamp| {
+            IndexSlot::Entry(IndexEntry {
+                soul: soul(s),
+                timestamp,
+            })
+        };
+        let rejected = |key: &str, reason| IndexSlot::Rejected(Rejected::new(key, reason));
+        let cases = [
+            (
+                "abc:1",
+                json!({"soul": "abc:1", "nodeId": "n", "timestamp": 1_764_000_000_000_i64}),
+                entry("abc:1", Some(1_764_000_000_000)),
+            ),
+            ("abc:2", json!({"soul": "abc:2"}), entry("abc:2", None)),
+            (
+                "abc:3",
+                json!({"soul": "abc:3", "timestamp": 1.5}),
+                entry("abc:3", None),
+            ),
+            (
+                "abc:4",
+                json!({"soul": "abc:3", "timestamp": 1}),
+                rejected("abc:4", "does not name its soul"),
+            ),
+            (
+                "c9e419bc832d:h:",
+                json!({"soul": "c9e419bc832d:h:post-1"}),
+                rejected("c9e419bc832d:h:", "does not name its soul"),
+            ),
+            (
+                "c9e419bc832d:post-",
+                json!({"soul": "c9e419bc832d:post-1"}),
+                rejected("c9e419bc832d:post-", "does not name its soul"),
+            ),
+            (
+                "abc:5",
+                json!({"nodeId": "n"}),
+                rejected("abc:5", "does not name its soul"),
+            ),
+            ("abc:6", json!(true), rejected("abc:6", "not an object")),
+            (
+                "abc:7",
+                json!({"#": "oip:registry:index:post/abc:7"}),
+                IndexSlot::Link {
+                    soul: soul("abc:7"),
+                    target: soul("oip:registry:index:post/abc:7"),
+                },
+            ),
+            (
+                "abc:8",
+                json!({"#": "abc:8"}),
+                rejected("abc:8", "links to another node than its own"),
+            ),
+            (
+                "abc:9",
+                json!({"#": "has space"}),
+                rejected("abc:9", "unusable link"),
+            ),
+            (
+                "bad soul",
+                json!({"soul": "bad soul"}),
+                rejected("bad soul", "key is not a soul"),
+            ),
+            ("bad soul", Value::Null, IndexSlot::Skip),
+            ("abc:10", Value::Null, IndexSlot::Skip),
+            (
+                "_",
+                json!({"#": "oip:registry:index:post"}),
+                IndexSlot::Skip,
+            ),
+            ("_meta", json!({"soul": "_meta"}), IndexSlot::Skip),
+            (
+                "oip:something",
+                json!({"soul": "oip:something"}),
+                IndexSlot::Skip,
+            ),
+            ("data", json!({"abc:1": {"soul": "abc:1"}}), IndexSlot::Skip),
+        ];
+        for (key, value, expected) in cases {
+            assert_eq!(index_slot(&node, key, &value), expected, "{key}: {value}");
+        }
+    }
+
+    #[test]
+    fn deletion_registry_keys_are_gun_dids_marked_deleted() {
+        let did = |s: &str| Some(Ok(Did::parse(s).unwrap()));
+        let rejected = |key: &str, reason| Some(Err(Rejected::new(key, reason)));
+        let cases = [
+            ("did:gun:abc:1", json!(true), did("did:gun:abc:1")),
+            (
+                "did:gun:abc:2",
+                json!({"#": "oip:deleted:records:index/did:gun:abc:2"}),
+                did("did:gun:abc:2"),
+            ),
+            (
+                "did:gun:abc:3",
+                json!({"deletedAt": 1}),
+                did("did:gun:abc:3"),
+            ),
+            ("did:gun:abc:4", Value::Null, None),
+            ("did:gun:abc:5", json!(false), None),
+            ("_", json!({"#": "oip:deleted:records:index"}), None),
+            (
+                "did:gun:abc:6",
+                json!("yes"),
+                rejected("did:gun:abc:6", "not marked true or with an object"),
+            ),
+            (
+                "did:arweave:xyz",
+                json!(true),
+                rejected("did:arweave:xyz", "key is not a gun did"),
+            ),
+            (
+                "did:gun:bad soul",
+                json!(true),
+                rejected("did:gun:bad soul", "key is not a gun did"),
+            ),
+        ];
+        for (key, value, expected) in cases {
+            assert_eq!(registry_slot(key, &value), expected, "{key}: {value}");
+        }
+    }
+
+    #[test]
+    fn deletion_entries_read_what_mark_deleted_writes() {
+        let node = |value: Value| Node::new(soul("oip:deleted:records:did:gun:a:1"), fields(value));
+        let written = DeletionEntry::from_node(&node(json!({
+            "deletedAt": 1_764_000_000_000_i64,
+            "deletedBy": "02abc",
+            "timestamp": "2025-11-24T16:00:00.000Z",
+            "did": "did:gun:a:1",
         })));
-        let dids: Vec<&str> = registry.dids.iter().map(Did::as_str).collect();
-        assert_eq!(dids, vec!["did:gun:abc:1", "did:gun:abc:2"]);
         assert_eq!(
-            registry.rejected,
-            vec!["did:arweave:xyz", "did:gun:bad soul"]
+            written,
+            DeletionEntry {
+                deleted_by: Some("02abc".into()),
+                deleted_at: Some(1_764_000_000_000),
+                did: Some("did:gun:a:1".into()),
+            }
         );
+        let odd =
+            DeletionEntry::from_node(&node(json!({"deletedAt": "yesterday", "deletedBy": 5})));
+        assert_eq!(odd, DeletionEntry::default());
     }
 }
