@@ -11,7 +11,8 @@ use crate::timestamp::Timestamp;
 /// running, how long the oldest runnable job has waited, how many leases expired (a worker died)
 /// and what the last sync cycles read and enqueued.
 /// `--json` prints an object: `states` maps every state name to its count, `kinds` maps kind →
-/// state → count, plus `total`, `runnable`, `oldest_runnable_age_s`, `expired_leases` and
+/// state → count, plus `total`, `runnable`, `oldest_runnable_age_s`, `expired_leases`,
+/// `circuits` (systems whose failures paused the work, e.g. a wrong Elasticsearch password) and
 /// `last_cycles`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -87,6 +88,16 @@ fn render(stats: &Stats, now: Timestamp) -> String {
             ""
         }
     ));
+    for c in &stats.circuits {
+        out.push_str(&format!(
+            "circuit open    {} since {} ({}): {}; work paused, next probe {}\n",
+            c.system,
+            c.since,
+            relative(c.since, now),
+            c.reason,
+            relative(c.next_probe_at, now)
+        ));
+    }
     out.push('\n');
     if stats.last_cycles.is_empty() {
         out.push_str("no sync cycles yet\n");
@@ -102,6 +113,7 @@ fn render(stats: &Stats, now: Timestamp) -> String {
         "+DELETE",
         "+DISCOVER",
         "REJECTED",
+        "IGNORED",
         "ERROR",
     ]);
     for c in &stats.last_cycles {
@@ -116,6 +128,7 @@ fn render(stats: &Stats, now: Timestamp) -> String {
             c.delete_enqueued.to_string(),
             c.discover_enqueued.to_string(),
             c.rejected.to_string(),
+            c.deletions_ignored.to_string(),
             c.error.clone().unwrap_or_default(),
         ]);
     }

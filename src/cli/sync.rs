@@ -60,9 +60,10 @@ pub async fn execute(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         for peer in &cycle.peers {
             let c = &peer.counts;
             outln!(
-                "{}: {} deletions seen, {} records seen, {} delete and {} discover jobs enqueued, {} rejected{}",
+                "{}: {} deletions seen ({} ignored), {} records seen, {} delete and {} discover jobs enqueued, {} rejected{}",
                 peer.peer,
                 c.deletions_seen,
+                c.deletions_ignored,
                 c.records_seen,
                 c.delete_enqueued,
                 c.discover_enqueued,
@@ -75,11 +76,12 @@ pub async fn execute(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         }
         if let Some(d) = drain {
             outln!(
-                "jobs run: {} ({} done, {} retrying later, {} dead, {} interrupted)",
+                "jobs run: {} ({} done, {} retrying later, {} dead, {} paused by an open circuit, {} interrupted)",
                 d.ran,
                 d.done,
                 d.retrying,
                 d.dead,
+                d.paused,
                 d.interrupted
             )?;
         }

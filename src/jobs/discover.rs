@@ -1,6 +1,8 @@
-//! `discover`: fetch a record from the relays (following links), and index it in Elasticsearch as
-//! `{data, oip}` under its DID — unless it was deleted, is a tombstone, is private (and private
-//! records are not synced), or is gone. Idempotent: indexing replaces the document.
+//! `discover`: fetch a record from the relays (following links, within the record's budget) and
+//! index the document OIP's sync would index under its DID — unless its publisher deleted it, it
+//! is a tombstone, or it is private (and private records are not synced). A record listed but not
+//! readable yet (absent or partial on every peer: GUN is eventually consistent) is retried on the
+//! backoff, never dropped. Idempotent: indexing replaces the document.
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use url::Url;
 
 use super::document::OipRecord;
 use super::{JobContext, boxed, during, job_did, on_peer};
-use crate::domain::Did;
+use crate::domain::{Did, redacted};
 use crate::relay::RecordNode;
 use crate::search::Refresh;
 use crate::timestamp::Timestamp;
@@ -36,34 +38,34 @@ impl JobHandler for DiscoverHandler {
 async fn discover(ctx: &JobContext, run: &JobRun) -> Result<(), JobError> {
     let did = job_did(run)?;
     let what = format!("discover {did}");
-    // A DID with a delete job was deleted by its publisher: never (re)index it.
-    let has_delete = ctx
+    // Deleted by its publisher (a delete job that was not refused): never (re)index it.
+    let deleted = ctx
         .ledger
         .is_deleted(did.as_str())
         .await
         .map_err(|e| JobError::transient(format!("{what}: ledger: {e}")))?;
-    if has_delete {
-        debug!("deleted (a delete job exists), not indexed");
+    if deleted {
+        debug!("deleted by its publisher, not indexed");
         return Ok(());
     }
     let peers = ctx.peers_for(&run.job.payload);
-    let Some((peer, record)) = read_from_peers(ctx, &did, &peers)
+    let record = match read_from_peers(ctx, &did, &peers)
         .await
         .map_err(|e| during(&what, e))?
-    else {
-        debug!("absent on every peer, nothing to index");
-        return Ok(());
+    {
+        Read::Live(record) => record,
+        Read::Tombstone => {
+            debug!("tombstoned, nothing to index");
+            return Ok(());
+        }
+        // GUN is eventually consistent: a record listed before it is readable (or readable in
+        // part) is retried on the backoff, never dropped. Out of attempts, `decide` says so.
+        Read::Unreadable(why) => {
+            return Err(JobError::transient(format!(
+                "{what}: listed but not readable on any peer yet ({why})"
+            )));
+        }
     };
-    // The cycle enqueued deletes before discovers, but a deletion may have been registered
-    // since: ask the registry of the relay the record came from.
-    if ctx.deletions.lists(&ctx.relay, &peer, &did).await {
-        debug!(peer = %peer, "in the deletion registry, not indexed");
-        return Ok(());
-    }
-    if record.deleted {
-        debug!("tombstoned, nothing to index");
-        return Ok(());
-    }
     if record.encrypted && !ctx.private_records {
         debug!("private record, skipped (GUN_SYNC_PRIVATE_RECORDS=false)");
         return Ok(());
@@ -79,31 +81,41 @@ async fn discover(ctx: &JobContext, run: &JobRun) -> Result<(), JobError> {
     Ok(())
 }
 
-/// The record, and the peer it came from, from the first peer that holds a live copy. A
-/// tombstone on any peer asked wins over absence; an error (naming its peer) is returned only
-/// when no peer answered with the record.
-async fn read_from_peers(
-    ctx: &JobContext,
-    did: &Did,
-    peers: &[Url],
-) -> Result<Option<(Url, RecordNode)>, JobError> {
+/// What the peers hold of a record.
+enum Read {
+    /// A complete, live copy (from the first peer that had one).
+    Live(RecordNode),
+    /// An explicit tombstone, and no live copy anywhere.
+    Tombstone,
+    /// Absent or partial everywhere: what each peer lacked.
+    Unreadable(String),
+}
+
+/// Asks each peer in turn until one has a complete live copy. Only an explicit tombstone is a
+/// deletion; a 404 or a copy without `data` or `oip` is a read that is not a verdict. A peer's
+/// error (naming the peer) is returned when no peer had the record: it says more than absence.
+async fn read_from_peers(ctx: &JobContext, did: &Did, peers: &[Url]) -> Result<Read, JobError> {
     let soul = did.soul();
-    let mut tombstone = None;
+    let mut tombstone = false;
     let mut first_error = None;
+    let mut lacking = Vec::new();
     for peer in peers {
         match ctx.relay.read_record(peer, &soul).await {
-            Ok(Some(record)) if !record.deleted => return Ok(Some((peer.clone(), record))),
-            Ok(Some(record)) => tombstone = Some((peer.clone(), record)),
-            Ok(None) => {}
+            Ok(Some(record)) if record.deleted => tombstone = true,
+            Ok(Some(record)) => match &record.partial {
+                None => return Ok(Read::Live(record)),
+                Some(missing) => lacking.push(format!("{}: {missing}", on_peer(peer))),
+            },
+            Ok(None) => lacking.push(format!("{}: absent", on_peer(peer))),
             Err(e) => {
-                debug!(peer = %peer, error = %e, "reading the record failed");
+                debug!(peer = %redacted(peer), error = %e, "reading the record failed");
                 first_error.get_or_insert(during(on_peer(peer), e));
             }
         }
     }
     match (tombstone, first_error) {
-        (Some(record), _) => Ok(Some(record)),
-        (None, Some(e)) => Err(e),
-        (None, None) => Ok(None),
+        (true, _) => Ok(Read::Tombstone),
+        (false, Some(e)) => Err(e),
+        (false, None) => Ok(Read::Unreadable(lacking.join("; "))),
     }
 }

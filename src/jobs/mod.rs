@@ -4,7 +4,6 @@
 //! through the ledger's read methods.
 
 mod delete;
-mod deletions;
 mod discover;
 mod document;
 
@@ -17,7 +16,6 @@ use serde_json::Value;
 use url::Url;
 
 pub use delete::DeleteHandler;
-pub use deletions::DeletionSnapshots;
 pub use discover::DiscoverHandler;
 pub use document::{Invalid, OipRecord};
 
@@ -43,8 +41,10 @@ pub struct JobContext {
     pub registry_root: String,
     /// `GUN_SYNC_PRIVATE_RECORDS`: index encrypted records too.
     pub private_records: bool,
-    /// What the relays' deletion registries list, re-read every few seconds.
-    pub deletions: Arc<DeletionSnapshots>,
+    /// `GUNSYNC_DELETION_PEERS`: the relays whose deletion entries are believed (empty = all).
+    pub deletion_peers: Vec<Url>,
+    /// `GUNSYNC_VERIFY_DELETIONS`: refuse a deletion its record's publisher did not make.
+    pub verify_deletions: bool,
 }
 
 impl JobContext {
@@ -61,7 +61,8 @@ impl JobContext {
             peers: settings.peers.clone(),
             registry_root: settings.registry_root.clone(),
             private_records: settings.private_records,
-            deletions: Arc::default(),
+            deletion_peers: settings.deletion_peers.clone(),
+            verify_deletions: settings.verify_deletions,
         }
     }
 
@@ -69,6 +70,16 @@ impl JobContext {
     /// names no configured peer is ignored: jobs only ever talk to configured relays.
     pub fn peers_for(&self, payload: &Value) -> Vec<Url> {
         order_peers(&self.peers, payload)
+    }
+
+    /// The peers whose deletion registries are trusted, the payload's hint first.
+    pub fn deletion_peers_for(&self, payload: &Value) -> Vec<Url> {
+        let trusted: Vec<Url> = if self.deletion_peers.is_empty() {
+            self.peers.clone()
+        } else {
+            self.deletion_peers.clone()
+        };
+        order_peers(&trusted, payload)
     }
 }
 

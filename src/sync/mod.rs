@@ -1,25 +1,35 @@
-//! Sync cycles: per peer, read the deletion registry and enqueue `delete` jobs, then read each
-//! type index and enqueue `discover` jobs (DESIGN §6). A cycle only enqueues; workers do the rest.
-//! Peers run concurrently and independently: a slow or dead peer records its error in its own
-//! `sync_cycles` row and holds back no other. `run_loop` never starts a cycle before the previous
-//! one ended.
+//! Sync cycles: per peer, stream the deletion registry into `delete` jobs and each type index
+//! into `discover` jobs (DESIGN §6), batch by batch, so memory stays flat however large a peer
+//! lets its indexes grow. A cycle only enqueues; workers do the rest. Peers run concurrently and
+//! independently: a slow or dead peer records its error in its own `sync_cycles` row and holds
+//! back no other, and within a peer a failed read holds back no other read. `run_loop` never
+//! starts a cycle before the previous one ended.
 
 pub mod plan;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use futures::{StreamExt, stream};
 use tokio::sync::Notify;
 use tracing::{Instrument, info, info_span, warn};
 use url::Url;
 
 use crate::config::Settings;
+use crate::domain::redacted;
 use crate::ledger::{CycleCounts, Ledger, LedgerError, Uniqueness};
 use crate::relay::RelayClient;
 use crate::shutdown::Shutdown;
 use crate::timestamp::Timestamp;
-use plan::{IndexRead, indexed_dids, plan_deletes, plan_discovers};
+use plan::{dids_of, plan_deletes, plan_discovers};
+
+/// Type indexes read at once per peer: a cycle over OIP's 37 types must not open 37 connections
+/// to one relay (nor hold 37 large bodies in flight).
+const INDEX_READS_AT_ONCE: usize = 4;
+
+/// Entries per batch streamed from an index or the registry into the ledger.
+const BATCH: usize = 5000;
 
 /// How often the daemon prunes old `sync_cycles` rows.
 const CYCLE_PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -156,107 +166,197 @@ impl Syncer {
         info!("sync loop stopped");
     }
 
-    /// One peer's cycle, recorded in its own `sync_cycles` row.
+    /// One peer's cycle, recorded in its own `sync_cycles` row (the peer named without
+    /// credentials).
     async fn run_peer(&self, peer: &Url, shutdown: &Shutdown) -> Result<PeerReport, LedgerError> {
-        let id = self
-            .ledger
-            .start_cycle(peer.as_str(), Timestamp::now())
-            .await?;
-        let mut counts = CycleCounts::default();
+        let shown = redacted(peer);
+        let id = self.ledger.start_cycle(&shown, Timestamp::now()).await?;
+        let counts = Mutex::new(CycleCounts::default());
         let error = tokio::select! {
-            r = self.sync_peer(peer, &mut counts) => r.err(),
+            r = self.sync_peer(peer, &shown, &counts) => r.err(),
             _ = shutdown.stopped() => Some("interrupted by shutdown".to_owned()),
         };
         if let Some(e) = &error {
             warn!(error = %e, "peer cycle failed");
         }
+        let counts = *lock(&counts);
         metrics::counter!("gunsync_sync_enqueued_total", "kind" => "delete")
             .increment(counts.delete_enqueued);
         metrics::counter!("gunsync_sync_enqueued_total", "kind" => "discover")
             .increment(counts.discover_enqueued);
+        metrics::counter!("gunsync_sync_deletions_ignored_total")
+            .increment(counts.deletions_ignored);
         self.ledger
             .finish_cycle(id, counts, error.as_deref(), Timestamp::now())
             .await?;
         Ok(PeerReport {
-            peer: peer.to_string(),
+            peer: shown,
             counts,
             error,
         })
     }
 
-    /// Reads and enqueues, updating `counts` as it goes so an interrupted cycle still records
-    /// what it did. `Err` says what failed; the rest of the peer's work was still attempted
-    /// where that was safe.
-    async fn sync_peer(&self, peer: &Url, counts: &mut CycleCounts) -> Result<(), String> {
-        let settings = &self.settings;
-        // Without the registry, discovery could enqueue deleted records: stop this peer here.
-        let registry = self
-            .relay
-            .read_deletion_registry(peer)
-            .await
-            .map_err(|e| format!("deletion registry: {e}"))?;
-        counts.deletions_seen = registry.dids.len() as u64;
-        counts.rejected += registry.rejected.len() as u64;
-        let deletes = plan_deletes(peer, &registry.dids, settings.max_attempts);
-        let report = self
-            .ledger
-            .enqueue_many(
-                &deletes,
-                Uniqueness::FinishedWithin(settings.reprocess_after),
-                Timestamp::now(),
-            )
-            .await
-            .map_err(|e| format!("enqueue deletes: {e}"))?;
-        counts.delete_enqueued = report.created;
-        self.wake_if(report.created);
-
-        let reads = join_all(settings.record_types().map(|record_type| async move {
-            let read = self
-                .relay
-                .read_type_index(peer, &settings.registry_root, record_type)
-                .await;
-            (record_type.to_owned(), read)
-        }))
-        .await;
-        let mut indexes = Vec::new();
+    /// Reads the peer's deletion registry and its type indexes (a few at a time), streaming each
+    /// into the ledger batch by batch, updating `counts` as it goes so an interrupted cycle still
+    /// records what it did. A failure of one read holds back none of the others; `Err` lists
+    /// every read that failed.
+    async fn sync_peer(
+        &self,
+        peer: &Url,
+        shown: &str,
+        counts: &Mutex<CycleCounts>,
+    ) -> Result<(), String> {
         let mut errors = Vec::new();
-        for (record_type, read) in reads {
-            match read {
-                Ok(index) => {
-                    counts.rejected += index.rejected.len() as u64;
-                    indexes.push(IndexRead {
-                        record_type,
-                        souls: index.souls,
-                    });
-                }
-                Err(e) => errors.push(format!("index {record_type}: {e}")),
-            }
+        if let Err(e) = self.sync_deletions(peer, shown, counts).await {
+            errors.push(format!("deletion registry: {e}"));
         }
-        let known_deleted = self
-            .ledger
-            .deleted_keys(&indexed_dids(&indexes))
-            .await
-            .map_err(|e| format!("ledger lookup: {e}"))?;
-        let plan = plan_discovers(
-            peer,
-            &indexes,
-            &registry.dids,
-            &known_deleted,
-            settings.max_attempts,
-        );
-        counts.records_seen = plan.records_seen;
-        let report = self
-            .ledger
-            .enqueue_many(&plan.discovers, Uniqueness::Ever, Timestamp::now())
-            .await
-            .map_err(|e| format!("enqueue discovers: {e}"))?;
-        counts.discover_enqueued = report.created;
-        self.wake_if(report.created);
+        // Owned names: a stream of futures borrowing from an iterator over `settings` trips
+        // the compiler's `Send` check on the spawned sync loop.
+        let types: Vec<String> = self.settings.record_types().map(str::to_owned).collect();
+        let reads: Vec<(String, Result<(), String>)> = stream::iter(types)
+            .map(|record_type| async move {
+                let read = self.sync_index(peer, shown, &record_type, counts).await;
+                (record_type, read)
+            })
+            .buffer_unordered(INDEX_READS_AT_ONCE)
+            .collect()
+            .await;
+        let mut failed: Vec<_> = reads
+            .into_iter()
+            .filter_map(|(record_type, read)| read.err().map(|e| (record_type, e)))
+            .collect();
+        failed.sort();
+        errors.extend(failed.into_iter().map(|(t, e)| format!("index {t}: {e}")));
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors.join("; "))
         }
+    }
+
+    /// The deletion registry, batch by batch: a `delete` job per DID (again once its last job
+    /// finished more than `GUNSYNC_REPROCESS_AFTER_MS` ago). A registry of a peer outside
+    /// `GUNSYNC_DELETION_PEERS` is read and counted, never acted on.
+    async fn sync_deletions(
+        &self,
+        peer: &Url,
+        shown: &str,
+        counts: &Mutex<CycleCounts>,
+    ) -> Result<(), String> {
+        let trusted = self.settings.trusts_deletions_of(peer);
+        let Some(mut registry) = self
+            .relay
+            .stream_deletion_registry(peer, BATCH)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(());
+        };
+        while let Some(batch) = registry.next().await {
+            let batch = batch.map_err(|e| e.to_string())?;
+            {
+                let mut c = lock(counts);
+                c.deletions_seen += batch.dids.len() as u64;
+                c.rejected += batch.rejected.len() as u64;
+                if !trusted {
+                    c.deletions_ignored += batch.dids.len() as u64;
+                    continue;
+                }
+            }
+            let deletes = plan_deletes(shown, &batch.dids, self.settings.max_attempts);
+            let report = self
+                .ledger
+                .enqueue_many(
+                    &deletes,
+                    Uniqueness::FinishedWithin(self.settings.reprocess_after),
+                    Timestamp::now(),
+                )
+                .await
+                .map_err(|e| format!("enqueue deletes: {e}"))?;
+            lock(counts).delete_enqueued += report.created;
+            self.wake_if(report.created);
+        }
+        if !trusted {
+            let ignored = lock(counts).deletions_ignored;
+            if ignored > 0 {
+                info!(
+                    deletions_ignored = ignored,
+                    "deletion registry of a peer not in GUNSYNC_DELETION_PEERS ignored"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// One type index, batch by batch: a `discover` job per listed record that is not deleted
+    /// and is new, changed (a newer `timestamp` than the one last indexed) or last died more
+    /// than `GUNSYNC_REPROCESS_AFTER_MS` ago. A 404 for an index that listed records at its
+    /// last read is an error of this peer and type, never "no records".
+    async fn sync_index(
+        &self,
+        peer: &Url,
+        shown: &str,
+        record_type: &str,
+        counts: &Mutex<CycleCounts>,
+    ) -> Result<(), String> {
+        let settings = &self.settings;
+        let Some(mut index) = self
+            .relay
+            .stream_type_index(peer, &settings.registry_root, record_type, BATCH)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            let seen = self
+                .ledger
+                .index_entries_seen(shown, record_type)
+                .await
+                .map_err(|e| format!("ledger: {e}"))?;
+            return match seen {
+                Some(listed) if listed > 0 => Err(format!(
+                    "the relay answered 404, but this index listed {listed} records at its last                      read (a relay that gives up on a large index answers so)"
+                )),
+                _ => Ok(()),
+            };
+        };
+        let mut entries = 0u64;
+        while let Some(batch) = index.next().await {
+            let batch = batch.map_err(|e| e.to_string())?;
+            entries += batch.entries.len() as u64;
+            {
+                let mut c = lock(counts);
+                c.records_seen += batch.entries.len() as u64;
+                c.rejected += batch.rejected.len() as u64;
+            }
+            let deleted = self
+                .ledger
+                .deleted_keys(&dids_of(&batch.entries))
+                .await
+                .map_err(|e| format!("ledger lookup: {e}"))?;
+            let plan = plan_discovers(
+                shown,
+                record_type,
+                &batch.entries,
+                &deleted,
+                settings.max_attempts,
+            );
+            let report = self
+                .ledger
+                .enqueue_many(
+                    &plan.discovers,
+                    Uniqueness::Revision {
+                        retry_dead_after: settings.reprocess_after,
+                    },
+                    Timestamp::now(),
+                )
+                .await
+                .map_err(|e| format!("enqueue discovers: {e}"))?;
+            lock(counts).discover_enqueued += report.created;
+            self.wake_if(report.created);
+        }
+        self.ledger
+            .record_index_read(shown, record_type, entries, Timestamp::now())
+            .await
+            .map_err(|e| format!("ledger: {e}"))
     }
 
     fn wake_if(&self, created: u64) {
@@ -266,4 +366,8 @@ impl Syncer {
             wake.notify_one();
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1,108 +1,93 @@
-//! The pure part of a sync cycle: what one peer's deletion registry and type indexes, plus what
-//! the ledger already knows, mean in jobs to enqueue. No I/O; table-tested.
+//! The pure part of a sync cycle: what one batch of a peer's deletion registry or type index,
+//! plus what the ledger already knows, means in jobs to enqueue. No I/O; table-tested.
 
 use std::collections::HashSet;
 
 use serde_json::json;
-use url::Url;
 
-use crate::domain::{Did, Soul};
+use crate::domain::Did;
 use crate::ledger::{JobKind, NewJob};
+use crate::relay::IndexEntry;
 
 /// Deletions run before discoveries when both are waiting (lower runs first).
 pub const DELETE_PRIORITY: i64 = 0;
 /// Discoveries wait behind deletions.
 pub const DISCOVER_PRIORITY: i64 = 10;
 
-/// One type index as read from a peer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IndexRead {
-    pub record_type: String,
-    pub souls: Vec<Soul>,
-}
-
-/// The discover jobs a cycle enqueues for one peer's type indexes.
+/// The discover jobs a cycle enqueues for one batch of a type index.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
-    /// One `discover` per indexed soul that is not deleted (enqueued with uniqueness "ever").
+    /// One `discover` per listed record that is not deleted, carrying the entry's `timestamp`
+    /// as its revision (enqueued with `Uniqueness::Revision`, so only new or changed records
+    /// become jobs).
     pub discovers: Vec<NewJob>,
-    /// Distinct souls listed by the indexes.
-    pub records_seen: u64,
-    /// Indexed souls left out because their DID is deleted.
+    /// Listed records left out because their DID is deleted.
     pub skipped_deleted: u64,
 }
 
-/// Delete jobs for the DIDs of a deletion registry, hinting the peer that listed them.
-pub fn plan_deletes(peer: &Url, deleted: &[Did], max_attempts: u32) -> Vec<NewJob> {
+/// Delete jobs for the DIDs of a deletion registry batch, hinting the peer (`peer`: its URL
+/// without credentials) whose registry listed them.
+pub fn plan_deletes(peer: &str, deleted: &[Did], max_attempts: u32) -> Vec<NewJob> {
     let mut seen = HashSet::new();
     deleted
         .iter()
         .filter(|did| seen.insert(did.as_str()))
         .map(|did| {
             NewJob::new(JobKind::Delete, did.as_str())
-                .payload(json!({ "peer": peer.as_str() }))
+                .payload(json!({ "peer": peer }))
                 .priority(DELETE_PRIORITY)
                 .max_attempts(max_attempts)
         })
         .collect()
 }
 
-/// Discover jobs for indexed souls whose DID is neither in this peer's registry (`deleted`) nor
-/// known to the ledger as deleted (`known_deleted`: keys with a `delete` job). A soul listed by
-/// two indexes gets one job, with the first index's type as a hint.
+/// Discover jobs for the records `entries` of `record_type`'s index list, except those whose
+/// DID the ledger knows deleted (`deleted`: keys with a delete job that was not refused).
 pub fn plan_discovers(
-    peer: &Url,
-    indexes: &[IndexRead],
-    deleted: &[Did],
-    known_deleted: &HashSet<String>,
+    peer: &str,
+    record_type: &str,
+    entries: &[IndexEntry],
+    deleted: &HashSet<String>,
     max_attempts: u32,
 ) -> Plan {
-    let deleted: HashSet<&str> = deleted.iter().map(Did::as_str).collect();
-    let mut seen = HashSet::new();
     let mut plan = Plan::default();
-    for index in indexes {
-        for soul in &index.souls {
-            if !seen.insert(soul.as_str()) {
-                continue;
-            }
-            plan.records_seen += 1;
-            let did = Did::from_soul(soul);
-            if deleted.contains(did.as_str()) || known_deleted.contains(did.as_str()) {
-                plan.skipped_deleted += 1;
-                continue;
-            }
-            plan.discovers.push(
-                NewJob::new(JobKind::Discover, did.as_str())
-                    .payload(json!({ "peer": peer.as_str(), "recordType": index.record_type }))
-                    .priority(DISCOVER_PRIORITY)
-                    .max_attempts(max_attempts),
-            );
+    for entry in entries {
+        let did = Did::from_soul(&entry.soul);
+        if deleted.contains(did.as_str()) {
+            plan.skipped_deleted += 1;
+            continue;
         }
+        plan.discovers.push(
+            NewJob::new(JobKind::Discover, did.as_str())
+                .payload(json!({ "peer": peer, "recordType": record_type }))
+                .priority(DISCOVER_PRIORITY)
+                .max_attempts(max_attempts)
+                .revision(entry.timestamp),
+        );
     }
     plan
 }
 
-/// The DIDs of every soul the indexes list (to ask the ledger which are known deleted).
-pub fn indexed_dids(indexes: &[IndexRead]) -> Vec<String> {
-    let mut seen = HashSet::new();
-    indexes
+/// The DIDs of `entries` (to ask the ledger which are deleted).
+pub fn dids_of(entries: &[IndexEntry]) -> Vec<String> {
+    entries
         .iter()
-        .flat_map(|i| i.souls.iter())
-        .filter(|s| seen.insert(s.as_str()))
-        .map(|s| Did::from_soul(s).as_str().to_owned())
+        .map(|e| Did::from_soul(&e.soul).as_str().to_owned())
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Soul;
 
-    fn peer() -> Url {
-        Url::parse("http://relay:8765/").unwrap()
-    }
+    const PEER: &str = "http://relay:8765/";
 
-    fn souls(list: &[&str]) -> Vec<Soul> {
-        list.iter().map(|s| Soul::parse(s).unwrap()).collect()
+    fn entry(soul: &str, timestamp: Option<i64>) -> IndexEntry {
+        IndexEntry {
+            soul: Soul::parse(soul).unwrap(),
+            timestamp,
+        }
     }
 
     fn did(s: &str) -> Did {
@@ -112,7 +97,7 @@ mod tests {
     #[test]
     fn deletes_are_one_per_did_with_the_peer_hint() {
         let jobs = plan_deletes(
-            &peer(),
+            PEER,
             &[did("did:gun:a:1"), did("did:gun:a:2"), did("did:gun:a:1")],
             4,
         );
@@ -120,54 +105,47 @@ mod tests {
         assert_eq!(keys, ["did:gun:a:1", "did:gun:a:2"]);
         assert!(jobs.iter().all(|j| j.kind == JobKind::Delete
             && j.max_attempts == 4
-            && j.payload["peer"] == "http://relay:8765/"));
+            && j.priority == DELETE_PRIORITY
+            && j.payload["peer"] == PEER));
     }
 
     #[test]
-    fn discovers_skip_deleted_and_known_deleted_dids_and_duplicates() {
-        let indexes = vec![
-            IndexRead {
-                record_type: "post".into(),
-                souls: souls(&["a:1", "a:2", "a:3"]),
-            },
-            IndexRead {
-                record_type: "image".into(),
-                souls: souls(&["a:3", "a:4", "a:5"]),
-            },
+    fn discovers_skip_deleted_dids_and_carry_the_entry_timestamp() {
+        let entries = [
+            entry("a:1", Some(100)),
+            entry("a:2", None),
+            entry("a:3", Some(300)),
         ];
-        let table: Vec<(Vec<Did>, Vec<&str>, Vec<&str>)> = vec![
+        // (DIDs the ledger knows deleted, the jobs planned: key and revision)
+        type Row<'a> = (Vec<&'a str>, Vec<(&'a str, Option<i64>)>);
+        let table: Vec<Row> = vec![
             (
                 vec![],
-                vec![],
                 vec![
-                    "did:gun:a:1",
-                    "did:gun:a:2",
-                    "did:gun:a:3",
-                    "did:gun:a:4",
-                    "did:gun:a:5",
+                    ("did:gun:a:1", Some(100)),
+                    ("did:gun:a:2", None),
+                    ("did:gun:a:3", Some(300)),
                 ],
             ),
             (
-                vec![did("did:gun:a:2")],
-                vec!["did:gun:a:5"],
-                vec!["did:gun:a:1", "did:gun:a:3", "did:gun:a:4"],
+                vec!["did:gun:a:1", "did:gun:a:9"],
+                vec![("did:gun:a:2", None), ("did:gun:a:3", Some(300))],
             ),
         ];
-        for (deleted, known, expected) in table {
-            let known: HashSet<String> = known.into_iter().map(str::to_owned).collect();
-            let plan = plan_discovers(&peer(), &indexes, &deleted, &known, 12);
-            let keys: Vec<_> = plan.discovers.iter().map(|j| j.key.as_str()).collect();
-            assert_eq!(keys, expected);
-            assert_eq!(plan.records_seen, 5);
-            assert_eq!(plan.skipped_deleted, 5 - expected.len() as u64);
+        for (deleted, expected) in table {
+            let deleted: HashSet<String> = deleted.into_iter().map(str::to_owned).collect();
+            let plan = plan_discovers(PEER, "post", &entries, &deleted, 12);
+            let got: Vec<_> = plan
+                .discovers
+                .iter()
+                .map(|j| (j.key.as_str(), j.revision))
+                .collect();
+            assert_eq!(got, expected);
+            assert_eq!(plan.skipped_deleted, 3 - expected.len() as u64);
+            assert!(plan.discovers.iter().all(|j| j.payload["recordType"] == "post"
+                && j.payload["peer"] == PEER
+                && j.priority == DISCOVER_PRIORITY));
         }
-        let plan = plan_discovers(&peer(), &indexes, &[], &HashSet::new(), 12);
-        let a3 = plan
-            .discovers
-            .iter()
-            .find(|j| j.key == "did:gun:a:3")
-            .unwrap();
-        assert_eq!(a3.payload["recordType"], "post");
-        assert_eq!(indexed_dids(&indexes).len(), 5);
+        assert_eq!(dids_of(&entries)[2], "did:gun:a:3");
     }
 }
