@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::config::{DaemonSettings, Settings};
 use crate::daemon::Daemon;
-use crate::domain::{Did, Soul};
+use crate::domain::{Did, Soul, publisher_hash};
 use crate::emulator::es::EsEmulator;
 use crate::emulator::faults::FaultRule;
 use crate::emulator::relay::RelayEmulator;
@@ -21,7 +21,9 @@ use crate::shutdown::Shutdown;
 use crate::timestamp::Timestamp;
 
 /// Publisher hash of the demo's records (12 hex digits, as OIP souls have).
-const PUBLISHER: &str = "d3m0c0ffee42";
+/// The public key of the demo's publisher: its records' souls start with its hash, and it
+/// marks the demo's deletions (so they pass verification).
+const PUBLISHER_KEY: &str = "gunsync-demo-publisher";
 /// Record types the demo seeds.
 const TYPES: [&str; 6] = ["post", "image", "video", "audio", "recipe", "organization"];
 /// Records per type.
@@ -168,7 +170,8 @@ struct Seeded {
 }
 
 fn soul(local: &str) -> Soul {
-    Soul::parse(&format!("{PUBLISHER}:{local}")).expect("demo souls are valid")
+    Soul::parse(&format!("{}:{local}", publisher_hash(PUBLISHER_KEY)))
+        .expect("demo souls are valid")
 }
 
 fn seed(relay: &RelayEmulator, es: &EsEmulator) -> anyhow::Result<Seeded> {
@@ -212,7 +215,7 @@ fn seed(relay: &RelayEmulator, es: &EsEmulator) -> anyhow::Result<Seeded> {
         ("post-02", None),
     ] {
         let did = Did::from_soul(&soul(local));
-        relay.seed_deletion(&did)?;
+        relay.seed_deletion(&did, PUBLISHER_KEY)?;
         // Pretend an earlier indexer already put it in ES, so the delete has work to do.
         es.put_doc(
             "records",

@@ -347,7 +347,7 @@ async fn deletion_registry_skips_invalid_dids() {
     for flavour in FLAVOURS {
         let relay = RelayEmulator::start_with(flavour).await;
         let good = Did::parse("did:gun:647f79c2a338:post-1").unwrap();
-        relay.seed_deletion(&good).unwrap();
+        relay.seed_deletion(&good, "a publisher key").unwrap();
         relay
             .put(
                 "oip:deleted:records:index",
@@ -1136,7 +1136,7 @@ async fn the_deletion_registry_streams_marked_dids_and_their_entries_read() {
     for flavour in FLAVOURS {
         let relay = RelayEmulator::start_with(flavour).await;
         let good = Did::parse("did:gun:647f79c2a338:post-1").unwrap();
-        relay.seed_deletion(&good).unwrap();
+        relay.seed_deletion(&good, "a publisher key").unwrap();
         relay
             .put(
                 REGISTRY,
@@ -1175,7 +1175,7 @@ async fn the_deletion_registry_streams_marked_dids_and_their_entries_read() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(entry.deleted_by.as_deref(), Some("emulator"));
+        assert_eq!(entry.deleted_by.as_deref(), Some("a publisher key"));
         assert_eq!(entry.did.as_deref(), Some(good.as_str()));
         assert!(entry.deleted_at.is_some_and(|at| at > 1_700_000_000_000));
         let other = Did::parse("did:gun:abc:none").unwrap();

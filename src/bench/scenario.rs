@@ -4,15 +4,20 @@
 
 use serde_json::json;
 
-use crate::domain::{Did, Soul};
+use crate::domain::{Did, Soul, publisher_hash};
 use crate::emulator::relay::{PutRejected, RelayEmulator};
 
-/// Publisher hash of benchmark souls (12 hex digits, as OIP souls have).
-pub const PUBLISHER: &str = "be7c4b3e9a01";
+/// The public key of the benchmarks' publisher: souls start with its hash (12 hex digits, as
+/// OIP's `computeSoul` makes them), and it marks the deletions the soak seeds.
+pub const PUBLISHER_KEY: &str = "gunsync-bench-publisher";
 
 /// The soul of benchmark record `i`.
 pub fn soul(record_type: &str, i: u64) -> Soul {
-    Soul::parse(&format!("{PUBLISHER}:{record_type}-{i:07}")).expect("benchmark souls are valid")
+    Soul::parse(&format!(
+        "{}:{record_type}-{i:07}",
+        publisher_hash(PUBLISHER_KEY)
+    ))
+    .expect("benchmark souls are valid")
 }
 
 /// Seeds `count` records, record `i` of type `types[i % types.len()]`; returns their DIDs in

@@ -194,7 +194,7 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
     );
     let failing: Vec<_> = dids.iter().take(options.failing).cloned().collect();
     for did in &failing {
-        relay.seed_deletion(did)?;
+        relay.seed_deletion(did, scenario::PUBLISHER_KEY)?;
         // An earlier indexer put it in ES, so the delete has something to do, and fails.
         es.put_doc(
             ES_INDEX,

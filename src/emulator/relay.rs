@@ -240,17 +240,17 @@ impl RelayEmulator {
         Ok(())
     }
 
-    /// Mark `did` deleted in the deletion registry: the index entry `did → true` and the entry
-    /// node `oip:deleted:records:<did>`.
+    /// Mark `did` deleted by the holder of the public key `deleted_by`, as OIP's `markDeleted`
+    /// does: the index entry `did → true` and the entry node `oip:deleted:records:<did>`.
     ///
     /// # Errors
     /// [`PutRejected`] when the entry soul would be too long.
-    pub fn seed_deletion(&self, did: &Did) -> Result<(), PutRejected> {
+    pub fn seed_deletion(&self, did: &Did, deleted_by: &str) -> Result<(), PutRejected> {
         let now = now_ms();
         let entry_soul = deletion_entry_soul(did).map_err(|e| PutRejected(e.to_string()))?;
         let entry = json!({
             "deletedAt": now,
-            "deletedBy": "emulator",
+            "deletedBy": deleted_by,
             "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
             "did": did.as_str(),
         });

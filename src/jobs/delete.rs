@@ -47,9 +47,7 @@ async fn delete(ctx: &JobContext, run: &JobRun) -> Result<(), JobError> {
     let did = job_did(run)?;
     let what = format!("delete {did}");
     if ctx.verify_deletions {
-        verify(ctx, run, &did)
-            .await
-            .map_err(|e| during(&what, e))?;
+        verify(ctx, run, &did).await.map_err(|e| during(&what, e))?;
     }
     // ES 8 rejects unknown query params (DESIGN §4): the client never sends ignore=404; a 404
     // comes back as NotFound, which is success.
@@ -207,7 +205,10 @@ mod tests {
         let did = Did::parse(&format!("did:gun:{}:post-1", publisher_hash(key))).unwrap();
         assert_eq!(check(&entry(Some(key)), &did), Ok(()));
         let stranger = check(&entry(Some("someone-else")), &did).unwrap_err();
-        assert!(stranger.contains("not the record's publisher"), "{stranger}");
+        assert!(
+            stranger.contains("not the record's publisher"),
+            "{stranger}"
+        );
         for missing in [None, Some("")] {
             let err = check(&entry(missing), &did).unwrap_err();
             assert!(err.contains("no deletedBy"), "{err}");

@@ -168,6 +168,21 @@ impl Ledger {
     /// tables (checked before any setting of the file is changed),
     /// [`LedgerError::SchemaTooNew`] for a ledger written by a newer gunsync.
     pub async fn open(options: LedgerOptions) -> Result<Ledger, LedgerError> {
+        // Processes creating the same new ledger at once (a daemon and a CLI started together)
+        // meet SQLITE_BUSY where SQLite does not wait on its busy handler (switching the journal
+        // mode): try again until the busy timeout is spent.
+        let deadline = tokio::time::Instant::now() + options.busy_timeout;
+        loop {
+            match Ledger::open_once(&options).await {
+                Err(e) if is_busy(&e) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn open_once(options: &LedgerOptions) -> Result<Ledger, LedgerError> {
         let base = connect_options(&options.database)?;
         let path = base.get_filename().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -176,7 +191,7 @@ impl Ledger {
                 reason: format!("cannot create {}: {e}", dir.display()),
             })?;
         }
-        let base = with_settings(base, &options);
+        let base = with_settings(base, options);
         let display = path.display().to_string();
         // Look at what the file holds before anything changes it (journal mode, schema).
         let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
@@ -302,6 +317,16 @@ impl Ledger {
     }
 }
 
+/// SQLite's "database is locked" (`SQLITE_BUSY`, primary code 5).
+fn is_busy(error: &LedgerError) -> bool {
+    let LedgerError::Database(sqlx::Error::Database(db)) = error else {
+        return false;
+    };
+    db.code()
+        .and_then(|c| c.parse::<i64>().ok())
+        .is_some_and(|c| c & 0xff == 5)
+}
+
 /// Busy timeout, synchronous and the connection pragmas every connection of the ledger has.
 fn with_settings(base: SqliteConnectOptions, options: &LedgerOptions) -> SqliteConnectOptions {
     base.busy_timeout(options.busy_timeout)
@@ -409,26 +434,33 @@ async fn inspect(
     result
 }
 
-/// Applies pending migrations. Safe when two processes open a new ledger at once: the loser
-/// re-checks.
+/// Applies pending migrations. Safe when two processes open a new ledger at once: each migration
+/// is its own transaction, so the one that loses a race on it fails ("table … already exists")
+/// while the other is still applying the next ones; it waits for that process to finish (or
+/// takes over where it stopped) instead of failing.
 async fn migrate(pool: &SqlitePool, known: i64) -> Result<(), LedgerError> {
-    match MIGRATOR.run(pool).await {
-        Ok(()) => Ok(()),
-        Err(first) => {
-            // Another process may have applied the same migration a moment earlier.
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
-                    .fetch_one(pool)
-                    .await
-                    .unwrap_or(None);
-            if found == Some(known) {
-                Ok(())
-            } else {
-                Err(first.into())
-            }
+    let deadline = tokio::time::Instant::now() + MIGRATION_RACE_WAIT;
+    loop {
+        let first = match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let found: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(None);
+        if found == Some(known) {
+            return Ok(());
         }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(first.into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// How long a process waits for another one migrating the same ledger.
+const MIGRATION_RACE_WAIT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -142,9 +142,13 @@ mod tests {
                 .collect();
             assert_eq!(got, expected);
             assert_eq!(plan.skipped_deleted, 3 - expected.len() as u64);
-            assert!(plan.discovers.iter().all(|j| j.payload["recordType"] == "post"
-                && j.payload["peer"] == PEER
-                && j.priority == DISCOVER_PRIORITY));
+            assert!(
+                plan.discovers
+                    .iter()
+                    .all(|j| j.payload["recordType"] == "post"
+                        && j.payload["peer"] == PEER
+                        && j.priority == DISCOVER_PRIORITY)
+            );
         }
         assert_eq!(dids_of(&entries)[2], "did:gun:a:3");
     }

@@ -17,7 +17,7 @@ async fn delete_removes_the_document_tombstones_the_record_and_cleans_its_index(
     let app = TestApp::start().await;
     let did = app.seed_record("recipe-gone", "recipe");
     let soul = did.soul();
-    app.relay.seed_deletion(&did).unwrap();
+    app.seed_deletion(&did);
     app.es
         .put_doc("records", did.as_str(), json!({ "data": {}, "oip": {} }));
     app.cli_ok(&["sync", "--once", "--wait"]).await;
@@ -43,6 +43,7 @@ async fn delete_removes_the_document_tombstones_the_record_and_cleans_its_index(
 async fn a_delete_retried_after_a_partial_run_still_cleans_the_type_index() {
     let app = TestApp::start().await;
     let did = app.seed_record("post-half", "post");
+    app.seed_deletion(&did);
     let soul = did.soul();
     // An earlier attempt tombstoned the record and saved its type, then died.
     app.relay
@@ -73,7 +74,7 @@ async fn failing_deletes_follow_the_backoff_then_park_dead_until_requeued() {
     let mut dids = Vec::new();
     for i in 1..=5 {
         let did = app.seed_record(&format!("video-del-{i}"), "video");
-        app.relay.seed_deletion(&did).unwrap();
+        app.seed_deletion(&did);
         app.es.faults().add(
             FaultRule::status(gunsync::demo::es_doc_path("records", did.as_str()), 500)
                 .method(Method::DELETE),

@@ -5,7 +5,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use gunsync::ledger::{JobKind, Ledger, LedgerOptions, NewJob, Uniqueness};
+use gunsync::ledger::lease::LeaseParams;
+use gunsync::ledger::{Completion, Finish, JobKind, Ledger, LedgerOptions, NewJob, Uniqueness};
 use gunsync::timestamp::Timestamp;
 use sqlx::Connection;
 
@@ -76,6 +77,32 @@ async fn ledger_with_history(app: &TestApp) -> (i64, i64) {
         .enqueue_many(&jobs, Uniqueness::Active, Timestamp::now())
         .await
         .unwrap();
+    // History: every one of them ran and is done.
+    loop {
+        let leased = ledger
+            .lease(
+                LeaseParams {
+                    max: 500,
+                    worker: "history",
+                    lease_for: Duration::from_secs(60),
+                },
+                Timestamp::now(),
+            )
+            .await
+            .unwrap();
+        if leased.is_empty() {
+            break;
+        }
+        let done: Vec<Completion> = leased
+            .into_iter()
+            .map(|job| Completion {
+                id: job.id,
+                lease_token: job.lease_token,
+                finish: Finish::Done,
+            })
+            .collect();
+        ledger.finish_many(&done, Timestamp::now()).await.unwrap();
+    }
     ledger.close().await;
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", app.db.display()))
         .await

@@ -21,7 +21,7 @@ use gunsync::emulator::relay::RelayEmulator;
 use gunsync::ledger::{AttemptView, JobFilter, JobId, JobKind, JobView, Ledger, Requeue};
 use gunsync::timestamp::Timestamp;
 
-use crate::support::{Daemon, PUBLISHER, TestApp, eventually, soul};
+use crate::support::{Daemon, TestApp, eventually, publisher, soul};
 
 const MAX_ATTEMPTS: i64 = 3;
 const BACKOFF_BASE: Duration = Duration::from_millis(50);
@@ -57,7 +57,7 @@ fn did(local: &str) -> Did {
 
 /// The soul of a test record as it appears in a relay request.
 fn soul_of(local: &str) -> String {
-    format!("{PUBLISHER}:{local}")
+    format!("{}:{local}", publisher())
 }
 
 /// A running daemon, the ledger it writes, and the peak RSS seen while it runs.
@@ -365,7 +365,7 @@ async fn an_elasticsearch_500_on_delete_is_retried_on_schedule_then_parked_dead_
     // every cycle, forever.
     app.set("GUN_SYNC_INTERVAL", 100);
     for local in ["del-dead", "del-flaky", "del-ok"] {
-        app.relay.seed_deletion(&did(local)).unwrap();
+        app.seed_deletion(&did(local));
     }
     app.es.faults().add(
         FaultRule::status(on_doc("del-dead"), 500)
@@ -516,20 +516,32 @@ async fn connection_resets_are_retried_and_a_reset_that_stops_ends_done() {
     run.assert_still_working_then_stop().await;
 }
 
-/// A malformed answer is permanent: dead after one request, and a requeue once the relay is
-/// fixed indexes the record.
-async fn malformed_relay_answer_is_dead_at_once_until_requeued(rule: FaultRule) {
+/// A 200 whose body is not the relay's answer (an HTML page, a cut-off body) is what a
+/// restarting proxy sends: retried on schedule up to max attempts, then dead with the cause; a
+/// requeue once the relay is fixed indexes the record.
+async fn a_glitching_relay_answer_is_retried_then_dead_until_requeued(
+    rule: FaultRule,
+    cause: &str,
+) {
     let app = app_with(&["bad-1"]).await;
     app.relay.fail(on_record(rule, "bad-1"));
     let run = Running::start(app).await;
     run.settle(5).await;
 
-    let error = run.assert_dead(JobKind::Discover, "bad-1", 1).await;
+    let error = run
+        .assert_dead(JobKind::Discover, "bad-1", MAX_ATTEMPTS)
+        .await;
     assert!(
-        error.contains(&format!("get {}: ", soul_of("bad-1"))) && error.contains("invalid json"),
+        error.contains(&format!(
+            "get {}: unexpected response: {cause}",
+            soul_of("bad-1")
+        )),
         "{error}"
     );
-    assert_eq!(relay_gets(&run.app.relay, &soul_of("bad-1")), 1);
+    assert_eq!(
+        relay_gets(&run.app.relay, &soul_of("bad-1")),
+        MAX_ATTEMPTS as usize
+    );
     run.assert_healthy_indexed().await;
 
     run.app.relay.faults().clear();
@@ -547,18 +559,26 @@ async fn malformed_relay_answer_is_dead_at_once_until_requeued(rule: FaultRule) 
         .unwrap();
     assert_eq!(report.requeued.len(), 1);
     run.settle(5).await;
-    run.assert_done("bad-1", 2).await;
+    run.assert_done("bad-1", MAX_ATTEMPTS + 1).await;
     run.assert_still_working_then_stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn truncated_json_from_the_relay_is_a_permanent_error_sent_once() {
-    malformed_relay_answer_is_dead_at_once_until_requeued(FaultRule::truncated("/get")).await;
+async fn truncated_json_from_the_relay_is_retried_on_schedule_then_dead() {
+    a_glitching_relay_answer_is_retried_then_dead_until_requeued(
+        FaultRule::truncated("/get"),
+        "invalid json",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn garbage_json_from_the_relay_is_a_permanent_error_sent_once() {
-    malformed_relay_answer_is_dead_at_once_until_requeued(FaultRule::garbage("/get")).await;
+async fn an_html_page_from_the_relay_is_retried_on_schedule_then_dead() {
+    a_glitching_relay_answer_is_retried_then_dead_until_requeued(
+        FaultRule::garbage("/get"),
+        "an html page, not json",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -578,7 +598,7 @@ async fn a_50_mb_body_is_refused_at_the_size_cap_without_being_buffered() {
     let error = run.assert_dead(JobKind::Discover, "huge-relay", 1).await;
     assert!(
         error.contains(&format!(
-            "get {}: response larger than",
+            "get {}: record exceeds its budget of 4194304 bytes",
             soul_of("huge-relay")
         )),
         "{error}"
@@ -643,7 +663,7 @@ async fn a_slow_drip_body_ends_as_a_timeout_and_is_retried_on_schedule() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_peer_down_for_a_whole_cycle_is_recorded_and_holds_back_no_other() {
     let mut app = app_with(&["gone-1"]).await;
-    app.relay.seed_deletion(&did("gone-1")).unwrap();
+    app.seed_deletion(&did("gone-1"));
     // A relay that resets every connection, listed first.
     let down = RelayEmulator::start().await;
     down.fail(FaultRule::reset(""));
@@ -664,6 +684,8 @@ async fn a_peer_down_for_a_whole_cycle_is_recorded_and_holds_back_no_other() {
         error.contains("deletion registry") && error.contains("relay unreachable"),
         "{error}"
     );
+    // The registry's failure held back no other read: the type index was tried too.
+    assert!(error.contains("index post: "), "{error}");
     assert!(failed.finished_at.is_some());
     let live = cycles
         .iter()
@@ -690,8 +712,9 @@ async fn a_peer_down_for_a_whole_cycle_is_recorded_and_holds_back_no_other() {
         run.app.es.count("DELETE", &on_doc("gone-1")),
         MAX_ATTEMPTS as usize
     );
-    // The down relay saw the cycle's registry read and one read per delete attempt; the
-    // discovers were served by the live relay they were listed on.
-    assert_eq!(down.requests().len(), 1 + MAX_ATTEMPTS as usize);
+    // The down relay saw the cycle's two reads (registry, type index) and one read per delete
+    // attempt; the discovers were served by the live relay they were listed on, and the
+    // deletion was verified on it too.
+    assert_eq!(down.requests().len(), 2 + MAX_ATTEMPTS as usize);
     run.assert_still_working_then_stop().await;
 }

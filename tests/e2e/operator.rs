@@ -156,3 +156,29 @@ async fn a_ledger_on_read_only_media_can_still_be_inspected() {
     // Writing commands say why they cannot, in one line.
     with_db(&["requeue", &id.to_string()]).fails_with(1);
 }
+
+#[test]
+fn processes_creating_the_same_new_ledger_at_once_all_succeed() {
+    for _ in 0..5 {
+        let app = TestApp::new();
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                Command::new(BIN)
+                    .arg("migrate")
+                    .env("GUNSYNC_DATABASE", &app.db)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

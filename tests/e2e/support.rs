@@ -15,8 +15,14 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gunsync");
-/// The publisher part of every test soul.
-pub const PUBLISHER: &str = "a1b2c3d4e5f6";
+/// The public key of the tests' publisher: every test soul starts with its hash, and the
+/// deletions the tests seed are marked by it (so they pass verification).
+pub const PUBLISHER_KEY: &str = "gunsync-test-publisher";
+
+/// The publisher part of every test soul: the first 12 hex of sha256 of [`PUBLISHER_KEY`].
+pub fn publisher() -> String {
+    gunsync::domain::publisher_hash(PUBLISHER_KEY)
+}
 
 pub struct TestApp {
     /// Holds the ledger file; removed when the app is dropped.
@@ -150,6 +156,11 @@ impl TestApp {
             .count()
     }
 
+    /// Marks `did` deleted by the tests' publisher (a deletion that passes verification).
+    pub fn seed_deletion(&self, did: &Did) {
+        self.relay.seed_deletion(did, PUBLISHER_KEY).unwrap();
+    }
+
     /// Seeds a valid OIP v0.8 record; returns its DID.
     pub fn seed_record(&self, local: &str, record_type: &str) -> Did {
         let soul = soul(local);
@@ -195,7 +206,7 @@ impl TestApp {
 }
 
 pub fn soul(local: &str) -> Soul {
-    Soul::parse(&format!("{PUBLISHER}:{local}")).unwrap()
+    Soul::parse(&format!("{}:{local}", publisher())).unwrap()
 }
 
 pub struct Daemon {

@@ -7,7 +7,7 @@ use gunsync::ledger::{JobKind, JobState};
 use gunsync::relay::{RelayClient, RelayOptions};
 use serde_json::{Map, Value, json};
 
-use crate::support::TestApp;
+use crate::support::{PUBLISHER_KEY, TestApp, publisher};
 
 #[path = "../common/node_relay.rs"]
 mod node_relay;
@@ -27,7 +27,7 @@ async fn sync_against_real_gun_indexes_records_and_tombstones_a_deleted_one() {
     let mut dids = Vec::new();
     for i in 0..6 {
         let record_type = if i % 2 == 0 { "post" } else { "image" };
-        let soul = Soul::parse(&format!("a1b2c3d4e5f6:{record_type}-{i}")).unwrap();
+        let soul = Soul::parse(&format!("{}:{record_type}-{i}", publisher())).unwrap();
         let record = json!({
             "data": { "basic": { "name": format!("real {i}") } },
             "oip": { "ver": "0.8.0", "recordType": record_type, "creator": { "publicKey": "pk", "didAddress": "did:arweave:creator" } },
@@ -41,6 +41,15 @@ async fn sync_against_real_gun_indexes_records_and_tombstones_a_deleted_one() {
         dids.push(Did::from_soul(&soul));
     }
     let deleted = dids[2].clone();
+    // As OIP's markDeleted writes it: the entry, then the index.
+    client
+        .put(
+            peer,
+            &Soul::parse(&format!("oip:deleted:records:{deleted}")).unwrap(),
+            map(json!({ "deletedBy": PUBLISHER_KEY, "deletedAt": 1, "did": deleted.as_str() })),
+        )
+        .await
+        .unwrap();
     client
         .put(
             peer,
