@@ -188,7 +188,6 @@ fn gunsync_indexes_what_oip_indexes_from_oips_relay() {
 }
 
 #[test]
-#[ignore = "needs RecordNode::from_node to parse `data`/`oip` JSON strings (relay client change)"]
 fn gunsync_indexes_what_oip_indexes_from_a_plain_gun_relay() {
     assert!(check_all_from("gun") > 0);
 }

@@ -276,6 +276,7 @@ fn ok_with(body: &str) -> Fault {
         status: 200,
         body: body.into(),
         retry_after: None,
+        location: None,
     }
 }
 

@@ -31,11 +31,13 @@ const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
 /// One way to misbehave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// Answer `status` with `body` (sent as JSON) and an optional `Retry-After: <seconds>`.
+    /// Answer `status` with `body` (sent as JSON), an optional `Retry-After: <seconds>` and an
+    /// optional `Location` (a redirect).
     Status {
         status: u16,
         body: String,
         retry_after: Option<u64>,
+        location: Option<String>,
     },
     /// Wait, then let the request through to the real handler.
     Delay(Duration),
@@ -87,6 +89,7 @@ impl FaultRule {
                 status,
                 body: r#"{"error":"injected fault"}"#.to_owned(),
                 retry_after: None,
+                location: None,
             },
         )
     }
@@ -137,6 +140,14 @@ impl FaultRule {
     pub fn retry_after(mut self, seconds: u64) -> Self {
         if let Fault::Status { retry_after, .. } = &mut self.fault {
             *retry_after = Some(seconds);
+        }
+        self
+    }
+
+    /// Add `Location: <url>` (a redirect's target); only meaningful for [`Fault::Status`].
+    pub fn location(mut self, url: impl Into<String>) -> Self {
+        if let Fault::Status { location, .. } = &mut self.fault {
+            *location = Some(url.into());
         }
         self
     }
@@ -248,6 +259,7 @@ fn fault_response(fault: Fault) -> Response {
             status,
             body,
             retry_after,
+            location,
         } => {
             let mut response = json_response(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -257,6 +269,9 @@ fn fault_response(fault: Fault) -> Response {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            if let Some(value) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                response.headers_mut().insert(header::LOCATION, value);
             }
             response
         }

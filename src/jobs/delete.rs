@@ -128,6 +128,8 @@ fn check(entry: &DeletionEntry, did: &Did) -> Result<(), String> {
     }
 }
 
+/// Refuses the deletion: the reason goes into the payload, so the ledger no longer counts the
+/// DID as deleted (a discover that found this deletion in progress indexes it on its next try).
 async fn refuse(run: &JobRun, reason: &str) -> Result<(), JobError> {
     let mut payload = run.job.payload.as_object().cloned().unwrap_or_default();
     payload.insert(REFUSED_KEY.into(), Value::from(reason));

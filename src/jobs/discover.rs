@@ -13,6 +13,7 @@ use url::Url;
 use super::document::OipRecord;
 use super::{JobContext, boxed, during, job_did, on_peer};
 use crate::domain::{Did, redacted};
+use crate::ledger::Deletion;
 use crate::relay::RecordNode;
 use crate::search::Refresh;
 use crate::timestamp::Timestamp;
@@ -38,15 +39,24 @@ impl JobHandler for DiscoverHandler {
 async fn discover(ctx: &JobContext, run: &JobRun) -> Result<(), JobError> {
     let did = job_did(run)?;
     let what = format!("discover {did}");
-    // Deleted by its publisher (a delete job that was not refused): never (re)index it.
-    let deleted = ctx
+    // Deleted by its publisher (a delete job that was not refused): never (re)index it. While
+    // the deletion runs it may yet be refused: come back when it is over.
+    match ctx
         .ledger
-        .is_deleted(did.as_str())
+        .deletion(did.as_str())
         .await
-        .map_err(|e| JobError::transient(format!("{what}: ledger: {e}")))?;
-    if deleted {
-        debug!("deleted by its publisher, not indexed");
-        return Ok(());
+        .map_err(|e| JobError::transient(format!("{what}: ledger: {e}")))?
+    {
+        Deletion::None => {}
+        Deletion::Deleted => {
+            debug!("deleted by its publisher, not indexed");
+            return Ok(());
+        }
+        Deletion::InProgress => {
+            return Err(JobError::transient(format!(
+                "{what}: its deletion is in progress; looking again once it is over"
+            )));
+        }
     }
     let peers = ctx.peers_for(&run.job.payload);
     let record = match read_from_peers(ctx, &did, &peers)

@@ -16,26 +16,46 @@ const LOOKUP_CHUNK: usize = 5000;
 /// not stop the record's discovery.
 pub const REFUSED_KEY: &str = "refused";
 
+/// What the ledger knows of a DID's deletion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    /// No deletion, or only refused ones.
+    None,
+    /// A `delete` job is pending, running or retrying: it may yet be refused.
+    InProgress,
+    /// A `delete` job ended (done, dead, cancelled) without a refusal.
+    Deleted,
+}
+
 impl Ledger {
-    /// Whether `did` was deleted by its publisher as far as the ledger knows: it has a `delete`
-    /// job, in any state, that was not refused.
-    pub async fn is_deleted(&self, did: &str) -> Result<bool, LedgerError> {
-        let found = sqlx::query_scalar!(
-            r#"SELECT EXISTS (
-                   SELECT 1 FROM jobs
-                   WHERE kind = 'delete' AND key = ?1
-                     AND NOT (state = 'dead' AND payload ->> ?2 IS NOT NULL)
-               ) AS "found!: bool""#,
+    /// Whether `did` was deleted by its publisher as far as the ledger knows: a `delete` job, in
+    /// any state, that was not refused — still running ([`Deletion::InProgress`]) or over.
+    pub async fn deletion(&self, did: &str) -> Result<Deletion, LedgerError> {
+        let states = sqlx::query_scalar!(
+            r#"SELECT state AS "state!: String" FROM jobs
+               WHERE kind = 'delete' AND key = ?1
+                 AND NOT (state = 'dead' AND payload ->> ?2 IS NOT NULL)"#,
             did,
             REFUSED_KEY,
         )
-        .fetch_one(&self.reader)
+        .fetch_all(&self.reader)
         .await
         .on_read(&self.health)?;
-        Ok(found)
+        Ok(
+            if states
+                .iter()
+                .any(|s| matches!(s.as_str(), "pending" | "running" | "retrying"))
+            {
+                Deletion::InProgress
+            } else if states.is_empty() {
+                Deletion::None
+            } else {
+                Deletion::Deleted
+            },
+        )
     }
 
-    /// The subset of `dids` that [`Ledger::is_deleted`] would call deleted.
+    /// The subset of `dids` whose [`Ledger::deletion`] is not [`Deletion::None`].
     pub async fn deleted_keys(&self, dids: &[String]) -> Result<HashSet<String>, LedgerError> {
         let mut found = HashSet::new();
         for chunk in dids.chunks(LOOKUP_CHUNK) {
@@ -61,6 +81,7 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
+    use super::Deletion;
     use crate::ledger::testutil::{JobSeed, ledger, seed};
     use crate::ledger::{JobKind, JobState};
 
@@ -91,9 +112,14 @@ mod tests {
                     .unwrap();
             }
         }
-        assert!(ledger.is_deleted("did:gun:a:1").await.unwrap());
-        assert!(!ledger.is_deleted("did:gun:a:3").await.unwrap());
-        assert!(!ledger.is_deleted("did:gun:a:4").await.unwrap());
+        let deletion = |did: &'static str| {
+            let ledger = ledger.clone();
+            async move { ledger.deletion(did).await.unwrap() }
+        };
+        assert_eq!(deletion("did:gun:a:1").await, Deletion::Deleted);
+        assert_eq!(deletion("did:gun:a:2").await, Deletion::InProgress);
+        assert_eq!(deletion("did:gun:a:3").await, Deletion::None);
+        assert_eq!(deletion("did:gun:a:4").await, Deletion::None, "refused");
         let dids: Vec<String> = (1..=5).map(|i| format!("did:gun:a:{i}")).collect();
         let mut found: Vec<_> = ledger
             .deleted_keys(&dids)

@@ -34,7 +34,7 @@ use sqlx::{Connection, SqliteConnection};
 pub use admin::{Cancelled, Pruned, Requeue, RequeueReport};
 pub use backoff::Backoff;
 pub use cycles::{CycleCounts, CycleId};
-pub use lookup::REFUSED_KEY;
+pub use lookup::{Deletion, REFUSED_KEY};
 pub use model::{
     Completion, EnqueueReport, Enqueued, Finish, Finished, JobId, LeaseToken, LeasedJob, NewJob,
     Reclaimed, Uniqueness,

@@ -13,6 +13,7 @@ mod discover;
 mod disk;
 mod faults;
 mod helpers;
+mod hostile;
 mod kill_matrix;
 mod operator;
 mod readme_sql;

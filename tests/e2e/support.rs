@@ -102,6 +102,13 @@ impl TestApp {
         output
     }
 
+    /// Starts `gunsync <args>` without waiting for it (its output is discarded).
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        let mut cmd = self.command(args);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.spawn().unwrap()
+    }
+
     /// Starts `gunsync run` on a free port.
     pub fn spawn_daemon(&self) -> Daemon {
         self.spawn_daemon_with(if std::env::var("TEST_LOG").is_err() {
