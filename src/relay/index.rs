@@ -19,7 +19,9 @@ use super::{
     DeletionEntry, DeletionRegistry, IndexBatch, METADATA_KEY, RegistryBatch, RelayClient,
     RelayError, TypeIndex,
 };
-use crate::domain::{Did, Soul, deletion_entry_soul, deletion_index_soul, type_index_soul};
+use crate::domain::{
+    Did, Soul, deletion_entry_soul, deletion_index_soul, redacted, type_index_soul,
+};
 
 /// Batch size of the collecting reads.
 const COLLECT_BATCH: usize = 1024;
@@ -289,7 +291,7 @@ impl IndexReader {
     }
 
     fn reject(&self, index: &Soul, batch: &mut IndexBatch, rejected: Rejected) {
-        debug!(peer = %self.peer, index = %index, key = %rejected.key, reason = rejected.reason, "type index entry rejected");
+        debug!(peer = %redacted(&self.peer), index = %index, key = %rejected.key, reason = rejected.reason, "type index entry rejected");
         batch.rejected.push(rejected.key);
     }
 }

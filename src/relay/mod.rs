@@ -27,7 +27,7 @@ pub use node::{
     RECORD_KEYS, RecordNode, RegistryBatch, TypeIndex, classify,
 };
 
-use crate::domain::{Soul, type_index_soul};
+use crate::domain::{Soul, redacted, type_index_soul};
 
 /// How many link levels [`RelayClient::read_record`] follows below a record node.
 pub const DEFAULT_MAX_DEPTH: usize = 4;
@@ -474,9 +474,11 @@ fn record(
     metrics::counter!("gunsync_http_requests_total", "system" => "relay", "outcome" => outcome)
         .increment(1);
     match result {
-        Ok(_) => debug!(peer = %peer, soul = target, %op, status, elapsed_ms, "relay request"),
+        Ok(_) => {
+            debug!(peer = %redacted(peer), soul = target, %op, status, elapsed_ms, "relay request")
+        }
         Err(err) => {
-            debug!(peer = %peer, soul = target, %op, status, elapsed_ms, error = %err, "relay request failed")
+            debug!(peer = %redacted(peer), soul = target, %op, status, elapsed_ms, error = %err, "relay request failed")
         }
     }
 }

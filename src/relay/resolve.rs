@@ -18,7 +18,7 @@ use super::{
     Budget, DEFAULT_MAX_DEPTH, Field, METADATA_KEY, Node, Operation, RECORD_KEYS, RecordBudget,
     RecordNode, RelayClient, RelayError, classify,
 };
-use crate::domain::Soul;
+use crate::domain::{Soul, redacted};
 
 impl RelayClient {
     /// The node with every link replaced by the node it points to, down to `max_depth` levels
@@ -254,10 +254,10 @@ impl<'a> Walk<'a> {
         let field = path.join(".");
         match why {
             Dropped::Unusable(_) => {
-                warn!(peer = %self.peer, record = %self.record, field, reason = %why, "field dropped")
+                warn!(peer = %redacted(self.peer), record = %self.record, field, reason = %why, "field dropped")
             }
             Dropped::NotFound(_) | Dropped::Repeat(_) => {
-                debug!(peer = %self.peer, record = %self.record, field, reason = %why, "field dropped")
+                debug!(peer = %redacted(self.peer), record = %self.record, field, reason = %why, "field dropped")
             }
         }
         if let [key] = path {

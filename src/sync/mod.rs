@@ -105,7 +105,7 @@ impl Syncer {
         let started = Instant::now();
         let results = join_all(self.settings.peers.iter().map(|peer| {
             self.run_peer(peer, shutdown)
-                .instrument(info_span!("cycle", peer = %peer))
+                .instrument(info_span!("cycle", peer = %redacted(peer)))
         }))
         .await;
         let peers = results.into_iter().collect::<Result<Vec<_>, _>>()?;

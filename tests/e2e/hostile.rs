@@ -469,3 +469,32 @@ async fn redirects_are_never_followed() {
         elsewhere.requests()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_in_a_relay_url_are_never_shown_or_stored() {
+    let mut app = TestApp::start().await;
+    let did = app.seed_record("post-secret", "post");
+    app.seed_deletion(&app.seed_record("post-gone", "post"));
+    let mut peer = app.relay.url();
+    peer.set_username("operator").unwrap();
+    peer.set_password(Some("hunter2")).unwrap();
+    app.set("GUN_PEERS", peer.as_str())
+        .set("GUNSYNC_RECORD_TYPES", "post")
+        .set("RUST_LOG", "debug");
+    let out = app.cli_ok(&["sync", "--once", "--wait"]).await;
+    assert!(app.es.doc("records", did.as_str()).is_some());
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("relay request"), "debug logs name peers");
+    assert!(!printed.contains("hunter2"), "{printed}");
+    let stats = app.cli_ok(&["stats", "--json"]).await;
+    let jobs = app.cli_ok(&["jobs", "--json", "--limit", "0"]).await;
+    for stored in [stats.stdout, jobs.stdout] {
+        let stored = String::from_utf8_lossy(&stored);
+        assert!(!stored.contains("hunter2"), "{stored}");
+        assert!(!stored.contains("operator@"), "{stored}");
+    }
+}
