@@ -16,7 +16,10 @@ use url::Url;
 
 use crate::domain::{DEFAULT_REGISTRY_ROOT, type_index_soul};
 use crate::ledger::Backoff;
-use crate::relay::RelayOptions;
+use crate::relay::{
+    DEFAULT_MAX_INDEX_BYTES, DEFAULT_RECORD_MAX_BYTES, DEFAULT_RECORD_MAX_NODES, RecordBudget,
+    RelayOptions,
+};
 use crate::search::SearchOptions;
 use crate::secret::Secret;
 use crate::worker::WorkerConfig;
@@ -204,6 +207,15 @@ pub struct Settings {
     /// Longest one job attempt may run, in milliseconds; past it the job is dead
     #[arg(long = "job-deadline-ms", env = "GUNSYNC_JOB_DEADLINE_MS", default_value = DEFAULT_JOB_DEADLINE_MS, value_parser = parse_millis)]
     pub job_deadline: Duration,
+    /// Most nodes one record read may fetch (its links followed); over it the job is dead
+    #[arg(long = "record-max-nodes", env = "GUNSYNC_RECORD_MAX_NODES", default_value_t = DEFAULT_RECORD_MAX_NODES)]
+    pub record_max_nodes: usize,
+    /// Most bytes one record read may fetch; over it the job is dead
+    #[arg(long = "record-max-bytes", env = "GUNSYNC_RECORD_MAX_BYTES", default_value_t = DEFAULT_RECORD_MAX_BYTES)]
+    pub record_max_bytes: usize,
+    /// Largest type index or deletion registry read, in bytes (parsed as a stream)
+    #[arg(long = "index-max-bytes", env = "GUNSYNC_INDEX_MAX_BYTES", default_value_t = DEFAULT_MAX_INDEX_BYTES)]
+    pub index_max_bytes: usize,
 }
 
 /// What only the daemon needs: the timer and the HTTP endpoints.
@@ -251,6 +263,9 @@ impl Settings {
             backoff_max: Duration::from_millis(500),
             lease: Duration::from_secs(60),
             job_deadline: Duration::from_secs(300),
+            record_max_nodes: DEFAULT_RECORD_MAX_NODES,
+            record_max_bytes: DEFAULT_RECORD_MAX_BYTES,
+            index_max_bytes: DEFAULT_MAX_INDEX_BYTES,
         }
     }
 
@@ -322,6 +337,15 @@ impl Settings {
         }
         if self.job_deadline < Duration::from_secs(1) {
             return bad("GUNSYNC_JOB_DEADLINE_MS", "must be at least 1000");
+        }
+        if self.record_max_nodes == 0 {
+            return bad("GUNSYNC_RECORD_MAX_NODES", "must be at least 1");
+        }
+        if self.record_max_bytes < 1024 {
+            return bad("GUNSYNC_RECORD_MAX_BYTES", "must be at least 1024");
+        }
+        if self.index_max_bytes < 1024 {
+            return bad("GUNSYNC_INDEX_MAX_BYTES", "must be at least 1024");
         }
         if let Some(stranger) = self
             .deletion_peers
@@ -417,6 +441,11 @@ impl Settings {
     pub fn relay_options(&self) -> RelayOptions {
         RelayOptions {
             timeout: self.registry_timeout,
+            max_index_bytes: self.index_max_bytes,
+            record_budget: RecordBudget {
+                max_nodes: self.record_max_nodes,
+                max_bytes: self.record_max_bytes,
+            },
             ..RelayOptions::default()
         }
     }
@@ -590,6 +619,24 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("gunsync").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn every_setting_is_in_example_env_and_the_readme() {
+        use clap::CommandFactory;
+        let example = include_str!("../example.env");
+        let readme = include_str!("../README.md");
+        let command = Cli::command();
+        let names: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        assert!(names.len() > 25, "{names:?}");
+        for name in names {
+            assert!(example.contains(&name), "{name} missing from example.env");
+            assert!(readme.contains(&format!("`{name}`")), "{name} missing from README.md");
+        }
     }
 
     #[test]

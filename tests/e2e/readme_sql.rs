@@ -84,6 +84,21 @@ async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledg
         .await
         .unwrap();
     pending(&ledger, JobKind::Discover, "did:gun:sql:new").await;
+    // A deletion refused because its deletedBy was not the record's publisher.
+    seed_job(
+        &ledger,
+        JobKind::Delete,
+        "did:gun:sql:forged",
+        12,
+        &[Step::Die(0, "deletion refused: deletedBy is not the record's publisher")],
+        earlier,
+    )
+    .await;
+    // An open circuit of the worker pool.
+    ledger
+        .record_circuit_open("elasticsearch", "elasticsearch answered 401", earlier, now, now)
+        .await
+        .unwrap();
     let cycle = ledger
         .start_cycle("http://gun-relay:8765", earlier)
         .await
@@ -101,6 +116,14 @@ async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledg
         .await
         .unwrap();
     ledger.close().await;
+    let mut conn = app.sql().await;
+    sqlx::query(
+        "UPDATE jobs SET payload = json_object('refused', 'deletedBy is not the record''s publisher')
+         WHERE key = 'did:gun:sql:forged'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
 
     let blocks = sql_blocks(&readme());
     assert!(
@@ -108,7 +131,6 @@ async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledg
         "the README has {} sql blocks",
         blocks.len()
     );
-    let mut conn = app.sql().await;
     for sql in &blocks {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .fetch_all(&mut conn)
