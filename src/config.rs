@@ -635,7 +635,10 @@ mod tests {
         assert!(names.len() > 25, "{names:?}");
         for name in names {
             assert!(example.contains(&name), "{name} missing from example.env");
-            assert!(readme.contains(&format!("`{name}`")), "{name} missing from README.md");
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "{name} missing from README.md"
+            );
         }
     }
 

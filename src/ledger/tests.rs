@@ -1258,3 +1258,23 @@ async fn quick_check_passes_a_sound_ledger_and_names_the_damage_of_a_broken_one(
     assert!(matches!(err, LedgerError::Corrupt { .. }), "{err}");
     assert!(err.is_corruption());
 }
+
+#[tokio::test]
+async fn prune_cycles_deletes_only_the_records_of_old_cycles() {
+    let (_dir, ledger) = ledger().await;
+    let now = Timestamp::now();
+    for age_hours in [200, 169, 1] {
+        let started = now.minus(Duration::from_secs(age_hours * 3600));
+        let id = ledger.start_cycle("http://relay/", started).await.unwrap();
+        ledger
+            .finish_cycle(id, CycleCounts::default(), None, started)
+            .await
+            .unwrap();
+    }
+    let pruned = ledger
+        .prune_cycles(now.minus(Duration::from_secs(7 * 24 * 3600)))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2);
+    assert_eq!(ledger.recent_cycles(10).await.unwrap().len(), 1);
+}

@@ -498,3 +498,57 @@ async fn credentials_in_a_relay_url_are_never_shown_or_stored() {
         assert!(!stored.contains("operator@"), "{stored}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_discover_dead_of_a_long_glitch_is_tried_again_after_the_reprocess_window() {
+    let mut app = TestApp::start().await;
+    let did = app.seed_record("post-glitch", "post");
+    // Unreadable for both attempts of the first discover.
+    app.relay.fail(
+        FaultRule::status("/get", 404)
+            .body(r#"{"error":"Not found"}"#)
+            .query(format!("soul={}", did.soul()))
+            .times(2),
+    );
+    app.set("GUNSYNC_RECORD_TYPES", "post")
+        .set("GUNSYNC_MAX_ATTEMPTS", 2)
+        .set("GUNSYNC_REPROCESS_AFTER_MS", 300)
+        .set("GUN_SYNC_INTERVAL", 200);
+    let mut daemon = app.spawn_daemon();
+    eventually(Duration::from_secs(60), || async {
+        app.es.doc("records", did.as_str()).map(|_| ())
+    })
+    .await;
+    let jobs = app.jobs(JobKind::Discover).await;
+    let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
+    assert_eq!(states, ["done", "dead"], "newest first: {jobs:#?}");
+    let error = jobs[1].last_error.as_deref().unwrap();
+    assert!(
+        error.contains("listed but not readable on any peer yet")
+            && error.contains("gave up after 2 attempts"),
+        "{error}"
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(20)).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_elasticsearch_2xx_without_its_answer_is_retried_until_written() {
+    let mut app = TestApp::start().await;
+    let did = app.seed_record("post-proxy", "post");
+    app.es
+        .faults()
+        .add(FaultRule::garbage(gunsync::demo::es_doc_path("records", did.as_str())).times(2));
+    app.set("GUNSYNC_RECORD_TYPES", "post")
+        .set("GUN_SYNC_INTERVAL", 600_000);
+    let mut daemon = app.spawn_daemon();
+    eventually(Duration::from_secs(60), || async {
+        (app.count(JobKind::Discover, JobState::Done).await == 1).then_some(())
+    })
+    .await;
+    let job = &app.jobs(JobKind::Discover).await[0];
+    assert_eq!(job.attempts, 3, "{job:?}");
+    assert!(app.es.doc("records", did.as_str()).is_some());
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(20)).await, Some(0));
+}

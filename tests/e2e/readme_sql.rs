@@ -90,13 +90,22 @@ async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledg
         JobKind::Delete,
         "did:gun:sql:forged",
         12,
-        &[Step::Die(0, "deletion refused: deletedBy is not the record's publisher")],
+        &[Step::Die(
+            0,
+            "deletion refused: deletedBy is not the record's publisher",
+        )],
         earlier,
     )
     .await;
     // An open circuit of the worker pool.
     ledger
-        .record_circuit_open("elasticsearch", "elasticsearch answered 401", earlier, now, now)
+        .record_circuit_open(
+            "elasticsearch",
+            "elasticsearch answered 401",
+            earlier,
+            now,
+            now,
+        )
         .await
         .unwrap();
     let cycle = ledger
