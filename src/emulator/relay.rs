@@ -121,10 +121,16 @@ impl RelayEmulator {
         });
         let faults = Faults::new();
         let log = RequestLog::new();
-        let router = Router::new()
-            .route("/put", post(put_handler))
-            .route("/get", get(get_handler))
-            .route("/list", get(list_handler))
+        // Also under `/gun-relay`, where an OIP node proxies its relay (what a `ws://…/gun` peer
+        // of OIP's settings turns into).
+        let api = || {
+            Router::new()
+                .route("/put", post(put_handler))
+                .route("/get", get(get_handler))
+                .route("/list", get(list_handler))
+        };
+        let router = api()
+            .nest("/gun-relay", api())
             .fallback(|| async { error(StatusCode::NOT_FOUND, "Endpoint not found") })
             .with_state(shared.clone());
         let server = EmulatorServer::start(instrument(router, faults.clone(), log.clone()))

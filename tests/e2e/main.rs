@@ -15,6 +15,7 @@ mod faults;
 mod helpers;
 mod hostile;
 mod kill_matrix;
+mod oip;
 mod operator;
 mod readme_sql;
 mod requeue;
