@@ -8,6 +8,7 @@
 use serde_json::{Map, Value};
 
 use crate::domain::Did;
+use crate::relay::json_kind as kind;
 use crate::timestamp::Timestamp;
 
 /// Why OIP would not index a record (a permanent failure); the reason names the field.
@@ -185,17 +186,6 @@ fn falsy(path: &str, value: Option<&Value>) -> Invalid {
         Some(Value::String(_)) => format!("{path} is empty"),
         Some(other) => format!("{path} is {other}"),
     })
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub use error::{Budget, Operation, RelayError};
 pub use index::{BatchStream, IndexStream, RegistryStream};
 pub use node::{
     DeletionEntry, DeletionRegistry, Field, IndexBatch, IndexEntry, METADATA_KEY, Node,
-    RECORD_KEYS, RecordNode, RegistryBatch, TypeIndex, classify,
+    RECORD_KEYS, RecordNode, RegistryBatch, TypeIndex, classify, json_kind,
 };
 
 use crate::domain::{Soul, redacted, type_index_soul};

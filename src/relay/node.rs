@@ -44,7 +44,7 @@ impl Node {
     pub fn from_value(soul: Soul, value: Value) -> Result<Self, String> {
         match value {
             Value::Object(fields) => Ok(Self::new(soul, fields)),
-            other => Err(format!("node data is {}, not an object", kind(&other))),
+            other => Err(format!("node data is {}, not an object", json_kind(&other))),
         }
     }
 
@@ -100,7 +100,7 @@ fn link_target(map: &Map<String, Value>) -> Option<Result<Soul, String>> {
     let target = map.get(LINK_KEY)?;
     Some(match target {
         Value::String(s) => Soul::parse(s).map_err(|e: InvalidSoul| e.to_string()),
-        other => Err(format!("link target is {}", kind(other))),
+        other => Err(format!("link target is {}", json_kind(other))),
     })
 }
 
@@ -362,7 +362,8 @@ pub(super) fn registry_slot(key: &str, value: &Value) -> Option<Result<Did, Reje
     Some(Did::parse(key).map_err(|_| Rejected::new(key, "key is not a gun did")))
 }
 
-fn kind(value: &Value) -> &'static str {
+/// What sort of JSON value `value` is, for messages: "a string", "an object", "null".
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
