@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::output::{outln, plural, progress, relative};
 use super::{GlobalArgs, UsageError, parse_state};
+use crate::ledger::Vacuum;
 use crate::timestamp::Timestamp;
 
 /// Delete finished jobs (and their attempts) older than a duration
@@ -14,6 +15,11 @@ use crate::timestamp::Timestamp;
 /// (the daemon also prunes those itself, after GUNSYNC_CYCLE_RETENTION_MS). Pending, retrying and
 /// running jobs are never pruned. --state narrows it to one finished state (and keeps the cycle
 /// records). DURATION is a number and a unit: 30m, 12h, 7d, 2weeks (humantime syntax).
+///
+/// The freed space goes back to the file system (the file shrinks) on every ledger created by
+/// this gunsync (incremental auto-vacuum); an older ledger keeps its free pages inside the file
+/// until `--vacuum` rewrites it once (holding the write lock while it runs: do it when the
+/// daemon is stopped or quiet).
 ///
 /// Note: a pruned delete job no longer stops the sync cycle from enqueuing its DID again.
 #[derive(Debug, clap::Args)]
@@ -34,6 +40,9 @@ pub struct PruneArgs {
     /// Only jobs in this finished state: done, dead, cancelled
     #[arg(long, value_name = "STATE")]
     state: Option<String>,
+    /// Also rewrite a ledger that cannot give space back incrementally (a full VACUUM, once)
+    #[arg(long)]
+    vacuum: bool,
 }
 
 pub async fn execute(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -57,15 +66,42 @@ pub async fn execute(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<()>
         (Ok(_), None) => ledger.prune_cycles(cutoff).await,
         _ => Ok(0),
     };
+    let space = match &result {
+        Ok(_) => Some(
+            ledger
+                .give_back_space(if args.vacuum {
+                    Vacuum::Full
+                } else {
+                    Vacuum::Incremental
+                })
+                .await,
+        ),
+        Err(_) => None,
+    };
     ledger.close().await;
     let pruned = result?;
     let cycles = cycles?;
+    let space = space.transpose()?.unwrap_or_default();
     outln!(
         "pruned {} and {} that finished before {cutoff} ({}), and {}",
         plural(pruned.jobs, "job", "jobs"),
         plural(pruned.attempts, "attempt", "attempts"),
         relative(cutoff, now),
         plural(cycles, "sync cycle record", "sync cycle records"),
+    )?;
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    outln!(
+        "ledger file {:.1} MiB → {:.1} MiB{}",
+        mib(space.bytes_before),
+        mib(space.bytes_after),
+        if space.free_pages > 0 {
+            format!(
+                " ({} free pages kept inside the file; --vacuum gives them back)",
+                space.free_pages
+            )
+        } else {
+            String::new()
+        }
     )?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use super::model::JobId;
+use super::query::Matching;
 use super::write::Track;
 use super::{JobKind, JobState, Ledger, LedgerError};
 use crate::timestamp::Timestamp;
@@ -52,6 +53,29 @@ pub struct Cancelled {
     pub missing: Vec<JobId>,
 }
 
+/// What giving space back to the file system did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Space {
+    /// The file's size before and after, in bytes.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// Free pages left inside the file (a ledger created before incremental auto-vacuum keeps
+    /// them until a full `VACUUM`).
+    pub free_pages: i64,
+}
+
+/// How [`Ledger::give_back_space`] may work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vacuum {
+    /// Incremental vacuum in short transactions, where the file allows it (a ledger created
+    /// with `auto_vacuum = INCREMENTAL`, as every gunsync ledger is since schema 3); otherwise
+    /// nothing.
+    Incremental,
+    /// Also a full `VACUUM` of a ledger that cannot vacuum incrementally (switching it to
+    /// incremental for good). It rewrites the file and holds the write lock while it does.
+    Full,
+}
+
 /// What a prune deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Pruned {
@@ -79,19 +103,21 @@ impl Ledger {
                 reason: "give job ids or at least one filter (--state, --kind, --key)".into(),
             });
         }
-        let ids = ids_json(&request.ids);
-        let state = request.state.map(JobState::as_str);
-        let kind = request.kind.map(JobKind::as_str);
+        let matched = self
+            .matching_ids(&Matching {
+                ids: &request.ids,
+                state: request.state,
+                kind: request.kind,
+                key: request.key.as_deref(),
+                limit: i64::MAX,
+            })
+            .await?;
+        let matched = serde_json::to_string(&matched).expect("ids serialize");
         let rows = sqlx::query!(
             r#"SELECT id AS "id!: i64", kind AS "kind!: String", key AS "key!: String", state AS "state!: String"
-               FROM jobs
-               WHERE (?1 IS NULL OR id IN (SELECT value FROM json_each(?1)))
-                 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR key = ?4)
+               FROM jobs WHERE id IN (SELECT value FROM json_each(?1))
                ORDER BY id DESC"#,
-            ids,
-            state,
-            kind,
-            request.key,
+            matched,
         )
         .fetch_all(&self.reader)
         .await
@@ -307,6 +333,61 @@ impl Ledger {
             })
             .transpose()
     }
+}
+
+impl Ledger {
+    /// Gives the pages freed by deletions back to the file system, so the file shrinks: in
+    /// batches of short write transactions (`PRAGMA incremental_vacuum`), then a WAL checkpoint.
+    /// A ledger whose file cannot vacuum incrementally is rewritten only with [`Vacuum::Full`].
+    pub async fn give_back_space(&self, vacuum: Vacuum) -> Result<Space, LedgerError> {
+        let bytes_before = file_size(self.path());
+        let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+            .fetch_one(&self.writer)
+            .await
+            .on_read(&self.health)?;
+        if mode == 0 && vacuum == Vacuum::Full {
+            let mut conn = self.writer.acquire().await.on_write(&self.health)?;
+            for statement in ["PRAGMA auto_vacuum = INCREMENTAL", "VACUUM"] {
+                sqlx::query(statement)
+                    .execute(&mut *conn)
+                    .await
+                    .on_write(&self.health)?;
+            }
+        } else if mode == 2 {
+            loop {
+                let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+                    .fetch_one(&self.writer)
+                    .await
+                    .on_read(&self.health)?;
+                if free == 0 {
+                    break;
+                }
+                let mut tx = self.begin_write().await?;
+                sqlx::query("PRAGMA incremental_vacuum(2000)")
+                    .execute(&mut *tx)
+                    .await
+                    .on_write(&self.health)?;
+                tx.commit().await?;
+            }
+        }
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await
+            .on_write(&self.health)?;
+        let free_pages: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+            .fetch_one(&self.writer)
+            .await
+            .on_read(&self.health)?;
+        Ok(Space {
+            bytes_before,
+            bytes_after: file_size(self.path()),
+            free_pages,
+        })
+    }
+}
+
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 fn ids_json(ids: &[JobId]) -> Option<String> {

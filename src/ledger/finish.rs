@@ -4,8 +4,10 @@
 
 use serde_json::json;
 
-use super::model::{Completion, Finish, Finished, JobId, LeaseToken, bounded_error};
+use super::lease::LeaseParams;
+use super::model::{Completion, Finish, Finished, JobId, LeaseToken, LeasedJob, bounded_error};
 use super::write::Track;
+use super::write::WriteTx;
 use super::{JobState, Ledger, LedgerError};
 use crate::timestamp::Timestamp;
 
@@ -47,6 +49,42 @@ impl Ledger {
         if completions.is_empty() {
             return Ok(Vec::new());
         }
+        let mut tx = self.begin_write().await?;
+        let finished = self.finish_in(&mut tx, completions, now).await?;
+        tx.commit().await?;
+        Ok(finished)
+    }
+
+    /// Ends `completions` and leases up to `lease.max` runnable jobs, in one transaction: one
+    /// commit (one fsync under `synchronous=FULL`) for a worker pool's whole exchange with the
+    /// ledger, however many jobs it ends and takes.
+    pub async fn finish_and_lease(
+        &self,
+        completions: &[Completion],
+        lease: LeaseParams<'_>,
+        now: Timestamp,
+    ) -> Result<(Vec<Finished>, Vec<LeasedJob>), LedgerError> {
+        if completions.is_empty() && lease.max == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut tx = self.begin_write().await?;
+        let finished = if completions.is_empty() {
+            Vec::new()
+        } else {
+            self.finish_in(&mut tx, completions, now).await?
+        };
+        let leased = self.lease_in(&mut tx, &lease, now).await?;
+        tx.commit().await?;
+        Ok((finished, leased))
+    }
+
+    /// [`Ledger::finish_many`] inside an open write transaction.
+    async fn finish_in(
+        &self,
+        tx: &mut WriteTx,
+        completions: &[Completion],
+        now: Timestamp,
+    ) -> Result<Vec<Finished>, LedgerError> {
         let batch = json!(
             completions
                 .iter()
@@ -82,7 +120,6 @@ impl Ledger {
                 .collect::<Vec<_>>()
         )
         .to_string();
-        let mut tx = self.begin_write().await?;
         // Write the attempt rows first, while the jobs still carry the lease that matches them.
         sqlx::query!(
             r#"INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome, error, http_status, leased_by, lease_token)
@@ -99,7 +136,7 @@ impl Ledger {
             batch,
             now,
         )
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .on_write(&self.health)?;
         let rows = sqlx::query!(
@@ -125,10 +162,9 @@ impl Ledger {
             batch,
             now,
         )
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await
         .on_write(&self.health)?;
-        tx.commit().await?;
         rows.into_iter()
             .map(|r| {
                 let state =

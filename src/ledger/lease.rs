@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::model::{JobId, LeaseToken, LeasedJob};
-use super::write::Track;
+use super::write::{Track, WriteTx};
 use super::{Ledger, LedgerError};
 use crate::timestamp::Timestamp;
 
@@ -23,7 +23,7 @@ pub struct LeaseParams<'a> {
 }
 
 impl Ledger {
-    /// Leases up to `params.max` runnable jobs (`run_at <= now`), in `priority, run_at, id` order,
+    /// Leases up to `params.max` runnable jobs (`run_at <= now`), in `priority, run_at, id` order.
     /// An empty vector means nothing is runnable now. The attempt in flight lives on the job row
     /// (`leased_at`); its `job_attempts` row is written when it ends.
     pub async fn lease(
@@ -34,53 +34,92 @@ impl Ledger {
         if params.max == 0 {
             return Ok(Vec::new());
         }
+        let mut tx = self.begin_write().await?;
+        let jobs = self.lease_in(&mut tx, &params, now).await?;
+        tx.commit().await?;
+        Ok(jobs)
+    }
+
+    /// [`Ledger::lease`] inside an open write transaction. One priority level at a time, lowest
+    /// first: within a level the runnable jobs are a prefix of `jobs_runnable` (ordered by
+    /// `run_at`), so the statement never walks the jobs scheduled later, however many wait.
+    pub(super) async fn lease_in(
+        &self,
+        tx: &mut WriteTx,
+        params: &LeaseParams<'_>,
+        now: Timestamp,
+    ) -> Result<Vec<LeasedJob>, LedgerError> {
+        if params.max == 0 {
+            return Ok(Vec::new());
+        }
+        // The priorities that have waiting jobs: one index seek each (a skip-scan).
+        let levels = sqlx::query_scalar!(
+            r#"WITH RECURSIVE level(p) AS (
+                   SELECT min(priority) FROM jobs INDEXED BY jobs_runnable
+                   WHERE state IN ('pending', 'retrying')
+                   UNION ALL
+                   SELECT (SELECT min(priority) FROM jobs INDEXED BY jobs_runnable
+                           WHERE state IN ('pending', 'retrying') AND priority > level.p)
+                   FROM level WHERE level.p IS NOT NULL
+               )
+               SELECT p AS "p!: i64" FROM level WHERE p IS NOT NULL"#
+        )
+        .fetch_all(&mut **tx)
+        .await
+        .on_write(&self.health)?;
         let token = LeaseToken::generate();
         let token_str = token.as_str();
         let expires = now.plus(params.lease_for);
-        let max = i64::from(params.max);
-        let mut tx = self.begin_write().await?;
-        let rows = sqlx::query!(
-            r#"UPDATE jobs
-               SET state = 'running', attempts = attempts + 1, lease_token = ?1, leased_by = ?2,
-                   lease_expires_at = ?3, leased_at = ?4, updated_at = ?4
-               WHERE id IN (
-                   SELECT id FROM jobs
-                   WHERE state IN ('pending', 'retrying') AND run_at <= ?4
-                   ORDER BY priority, run_at, id
-                   LIMIT ?5
-               )
-               RETURNING id AS "id!: i64", kind AS "kind!: String", key AS "key!: String",
-                         payload AS "payload!: String", attempts AS "attempts!: i64",
-                         max_attempts AS "max_attempts!: i64""#,
-            token_str,
-            params.worker,
-            expires,
-            now,
-            max,
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .on_write(&self.health)?;
-        tx.commit().await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
+        let mut jobs = Vec::new();
+        for level in levels {
+            let left = i64::from(params.max) - jobs.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            let rows = sqlx::query!(
+                r#"UPDATE jobs
+                   SET state = 'running', attempts = attempts + 1, lease_token = ?1, leased_by = ?2,
+                       lease_expires_at = ?3, leased_at = ?4, updated_at = ?4
+                   WHERE id IN (
+                       SELECT id FROM jobs INDEXED BY jobs_runnable
+                       WHERE state IN ('pending', 'retrying') AND priority = ?5 AND run_at <= ?4
+                       ORDER BY run_at, id
+                       LIMIT ?6
+                   )
+                   RETURNING id AS "id!: i64", kind AS "kind!: String", key AS "key!: String",
+                             payload AS "payload!: String", attempts AS "attempts!: i64",
+                             max_attempts AS "max_attempts!: i64", run_at AS "run_at!: Timestamp""#,
+                token_str,
+                params.worker,
+                expires,
+                now,
+                level,
+                left,
+            )
+            .fetch_all(&mut **tx)
+            .await
+            .on_write(&self.health)?;
+            let mut level_jobs: Vec<(Timestamp, LeasedJob)> = rows
+                .into_iter()
+                .map(|r| {
+                    let job = LeasedJob {
+                        id: JobId(r.id),
+                        kind_name: r.kind,
+                        key: r.key,
+                        // The CHECK constraint keeps payloads valid JSON; an object is what we store.
+                        payload: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
+                        attempt: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+                        max_attempts: u32::try_from(r.max_attempts).unwrap_or(u32::MAX),
+                        lease_token: token.clone(),
+                        lease_expires_at: expires,
+                    };
+                    (r.run_at, job)
+                })
+                .collect();
+            // RETURNING gives no order: restore the lease order within the level.
+            level_jobs.sort_by(|(a_at, a), (b_at, b)| (a_at, a.id).cmp(&(b_at, b.id)));
+            jobs.extend(level_jobs.into_iter().map(|(_, job)| job));
         }
-
-        let mut jobs: Vec<LeasedJob> = rows
-            .into_iter()
-            .map(|r| LeasedJob {
-                id: JobId(r.id),
-                kind_name: r.kind,
-                key: r.key,
-                // The CHECK constraint keeps payloads valid JSON; an object is what we store.
-                payload: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
-                attempt: u32::try_from(r.attempts).unwrap_or(u32::MAX),
-                max_attempts: u32::try_from(r.max_attempts).unwrap_or(u32::MAX),
-                lease_token: token.clone(),
-                lease_expires_at: expires,
-            })
-            .collect();
-        jobs.sort_by_key(|j| j.id);
         Ok(jobs)
     }
 
@@ -196,11 +235,49 @@ impl Ledger {
         Ok(())
     }
 
+    /// Gives back leased jobs that never started (a pool's lease-ahead buffer at shutdown, or a
+    /// lease already expired when granted): `running → pending`, runnable now, the attempt taken
+    /// back and nothing written to the history (no attempt ran). Fenced like every exit from
+    /// `running`; returns how many were given back.
+    pub async fn unlease(
+        &self,
+        jobs: &[(JobId, LeaseToken)],
+        now: Timestamp,
+    ) -> Result<u64, LedgerError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let batch = serde_json::json!(
+            jobs.iter()
+                .map(|(id, token)| serde_json::json!({ "id": id.0, "token": token.as_str() }))
+                .collect::<Vec<_>>()
+        )
+        .to_string();
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query!(
+            r#"UPDATE jobs
+               SET state = 'pending', attempts = max(attempts - 1, 0), run_at = ?2,
+                   lease_token = NULL, lease_expires_at = NULL, leased_by = NULL, leased_at = NULL,
+                   updated_at = ?2
+               FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token FROM jsonb_each(?1)) AS b
+               WHERE jobs.id = b.id AND jobs.lease_token = b.token AND +jobs.state = 'running'"#,
+            batch,
+            now,
+        )
+        .execute(&mut *tx)
+        .await
+        .on_write(&self.health)?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     /// The earliest `run_at` of a job waiting to run (`None` = nothing waiting). Workers sleep
     /// until then instead of polling.
     pub async fn next_run_at(&self) -> Result<Option<Timestamp>, LedgerError> {
         let at = sqlx::query_scalar!(
-            r#"SELECT min(run_at) AS "at: Timestamp" FROM jobs WHERE state IN ('pending', 'retrying')"#
+            r#"SELECT min(run_at) AS "at: Timestamp" FROM jobs INDEXED BY jobs_waiting
+               WHERE state IN ('pending', 'retrying')"#
         )
         .fetch_one(&self.reader)
         .await

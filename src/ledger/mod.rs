@@ -31,7 +31,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, SqliteConnection};
 
-pub use admin::{Cancelled, Pruned, Requeue, RequeueReport};
+pub use admin::{Cancelled, Pruned, Requeue, RequeueReport, Space, Vacuum};
 pub use backoff::Backoff;
 pub use cycles::{CycleCounts, CycleId};
 pub use lookup::{Deletion, REFUSED_KEY};

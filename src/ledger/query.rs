@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::model::JobId;
 use super::write::Track;
@@ -100,6 +100,15 @@ pub struct Stats {
     pub last_cycles: Vec<CycleView>,
 }
 
+/// Which jobs a listing or a bulk operation is about (filters combine with AND).
+pub(super) struct Matching<'a> {
+    pub ids: &'a [JobId],
+    pub state: Option<JobState>,
+    pub kind: Option<JobKind>,
+    pub key: Option<&'a str>,
+    pub limit: i64,
+}
+
 /// A `jobs` row as read; `into_view` turns it into what operators see.
 struct JobRow {
     id: i64,
@@ -148,12 +157,105 @@ impl JobRow {
 }
 
 impl Ledger {
-    /// Jobs matching `filter`, newest first.
+    /// Jobs matching `filter`, newest first. Each filter is an index lookup: `key` through
+    /// `(kind, key)` (every kind when none is given), `state` through `(state, id)`, none at all
+    /// from the newest id down; the cost is the page asked for, not the ledger.
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobView>, LedgerError> {
-        let state = filter.state.map(JobState::as_str);
-        let kind = filter.kind.map(JobKind::as_str);
-        let limit = i64::from(filter.limit);
-        let rows = sqlx::query_as!(
+        let ids = self
+            .matching_ids(&Matching {
+                ids: &[],
+                state: filter.state,
+                kind: filter.kind,
+                key: filter.key.as_deref(),
+                limit: i64::from(filter.limit),
+            })
+            .await?;
+        Ok(self
+            .rows(&ids)
+            .await?
+            .into_iter()
+            .map(|r| r.into_view().0)
+            .collect())
+    }
+
+    /// The ids of the jobs `m` matches, newest first, each way through an index: given ids by
+    /// primary key, a key through `(kind, key)` (every kind when none is given), a state through
+    /// `(state, id)`, nothing from the newest id down.
+    pub(super) async fn matching_ids(&self, m: &Matching<'_>) -> Result<Vec<i64>, LedgerError> {
+        let state = m.state.map(JobState::as_str);
+        let kind = m.kind.map(JobKind::as_str);
+        let limit = m.limit;
+        if !m.ids.is_empty() {
+            let ids = json!(m.ids.iter().map(|id| id.0).collect::<Vec<_>>()).to_string();
+            return sqlx::query_scalar!(
+                r#"SELECT id AS "id!: i64" FROM jobs
+                   WHERE id IN (SELECT value FROM json_each(?1))
+                     AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR kind = ?3)
+                     AND (?4 IS NULL OR key = ?4)
+                   ORDER BY id DESC LIMIT ?5"#,
+                ids,
+                state,
+                kind,
+                m.key,
+                limit,
+            )
+            .fetch_all(&self.reader)
+            .await
+            .on_read(&self.health);
+        }
+        match (m.key, state) {
+            (Some(key), _) => {
+                let kinds = json!(match m.kind {
+                    Some(kind) => vec![kind.as_str()],
+                    None => JobKind::ALL.map(JobKind::as_str).to_vec(),
+                })
+                .to_string();
+                sqlx::query_scalar!(
+                    r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_by_kind_key
+                       WHERE kind IN (SELECT value FROM json_each(?1)) AND key = ?2
+                         AND (?3 IS NULL OR state = ?3)
+                       ORDER BY id DESC LIMIT ?4"#,
+                    kinds,
+                    key,
+                    state,
+                    limit,
+                )
+                .fetch_all(&self.reader)
+                .await
+            }
+            (None, Some(state)) => {
+                sqlx::query_scalar!(
+                    r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_by_state
+                       WHERE state = ?1 AND (?2 IS NULL OR kind = ?2)
+                       ORDER BY id DESC LIMIT ?3"#,
+                    state,
+                    kind,
+                    limit,
+                )
+                .fetch_all(&self.reader)
+                .await
+            }
+            (None, None) => {
+                sqlx::query_scalar!(
+                    r#"SELECT id AS "id!: i64" FROM jobs WHERE (?1 IS NULL OR kind = ?1)
+                       ORDER BY id DESC LIMIT ?2"#,
+                    kind,
+                    limit,
+                )
+                .fetch_all(&self.reader)
+                .await
+            }
+        }
+        .on_read(&self.health)
+    }
+
+    /// The rows of `ids`, newest first.
+    async fn rows(&self, ids: &[i64]) -> Result<Vec<JobRow>, LedgerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = json!(ids).to_string();
+        sqlx::query_as!(
             JobRow,
             r#"SELECT id AS "id!: i64", kind AS "kind!: String", key AS "key!: String", state AS "state!: String",
                       priority AS "priority!: i64", attempts AS "attempts!: i64", max_attempts AS "max_attempts!: i64",
@@ -161,19 +263,13 @@ impl Ledger {
                       leased_by, last_error, created_at AS "created_at!: Timestamp",
                       updated_at AS "updated_at!: Timestamp", processed_at AS "processed_at: Timestamp",
                       payload AS "payload!: String", leased_at AS "leased_at: Timestamp", revision
-               FROM jobs
-               WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR key = ?3)
-               ORDER BY id DESC
-               LIMIT ?4"#,
-            state,
-            kind,
-            filter.key,
-            limit,
+               FROM jobs WHERE id IN (SELECT value FROM json_each(?1))
+               ORDER BY id DESC"#,
+            ids,
         )
         .fetch_all(&self.reader)
         .await
-        .on_read(&self.health)?;
-        Ok(rows.into_iter().map(|r| r.into_view().0).collect())
+        .on_read(&self.health)
     }
 
     /// The newest job of `(kind, key)`, in any state (`None` = the key never had one).
@@ -196,21 +292,9 @@ impl Ledger {
         &self,
         id: JobId,
     ) -> Result<Option<(JobView, Vec<AttemptView>)>, LedgerError> {
-        let row = sqlx::query_as!(
-            JobRow,
-            r#"SELECT id AS "id!: i64", kind AS "kind!: String", key AS "key!: String", state AS "state!: String",
-                      priority AS "priority!: i64", attempts AS "attempts!: i64", max_attempts AS "max_attempts!: i64",
-                      run_at AS "run_at!: Timestamp", lease_expires_at AS "lease_expires_at: Timestamp",
-                      leased_by, last_error, created_at AS "created_at!: Timestamp",
-                      updated_at AS "updated_at!: Timestamp", processed_at AS "processed_at: Timestamp",
-                      payload AS "payload!: String", leased_at AS "leased_at: Timestamp", revision
-               FROM jobs WHERE id = ?1"#,
-            id.0,
-        )
-        .fetch_optional(&self.reader)
-        .await
-        .on_read(&self.health)?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = self.rows(&[id.0]).await?.pop() else {
+            return Ok(None);
+        };
         let (job, leased_at) = row.into_view();
         let attempts = sqlx::query_as!(
             AttemptView,
@@ -241,9 +325,11 @@ impl Ledger {
 
     /// Counts by state and kind, the runnable backlog and the last `cycles` sync cycles.
     pub async fn stats(&self, now: Timestamp, cycles: u32) -> Result<Stats, LedgerError> {
+        // Kept by triggers in the same transaction as every state change: a handful of rows,
+        // whatever the ledger's size.
         let rows = sqlx::query!(
-            r#"SELECT kind AS "kind!: String", state AS "state!: String", count(*) AS "n!: i64"
-               FROM jobs GROUP BY kind, state"#
+            r#"SELECT kind AS "kind!: String", state AS "state!: String", jobs AS "n!: i64"
+               FROM job_counts WHERE jobs > 0"#
         )
         .fetch_all(&self.reader)
         .await
@@ -259,9 +345,11 @@ impl Ledger {
             kinds.entry(r.kind).or_default().insert(r.state, r.n);
             total += r.n;
         }
+        // A range of `jobs_waiting`: the runnable backlog, never the jobs scheduled later.
         let backlog = sqlx::query!(
             r#"SELECT count(*) AS "n!: i64", min(run_at) AS "oldest: Timestamp"
-               FROM jobs WHERE state IN ('pending', 'retrying') AND run_at <= ?1"#,
+               FROM jobs INDEXED BY jobs_waiting
+               WHERE state IN ('pending', 'retrying') AND run_at <= ?1"#,
             now,
         )
         .fetch_one(&self.reader)

@@ -1278,3 +1278,128 @@ async fn prune_cycles_deletes_only_the_records_of_old_cycles() {
     assert_eq!(pruned, 2);
     assert_eq!(ledger.recent_cycles(10).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn prune_gives_the_freed_space_back_so_the_file_shrinks() {
+    let (_dir, ledger) = ledger().await;
+    let now = Timestamp::now();
+    ledger
+        .enqueue_many(&many_jobs(20_000, "old"), Uniqueness::Active, now)
+        .await
+        .unwrap();
+    // History: all of them finished long ago.
+    sqlx::query("UPDATE jobs SET state = 'done', processed_at = '2026-01-01T00:00:00.000Z'")
+        .execute(&ledger.writer)
+        .await
+        .unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&ledger.writer)
+        .await
+        .unwrap();
+    let before = std::fs::metadata(ledger.path()).unwrap().len();
+    let pruned = ledger.prune(now, None, &mut |_| {}).await.unwrap();
+    assert_eq!(pruned.jobs, 20_000);
+    let space = ledger.give_back_space(Vacuum::Incremental).await.unwrap();
+    assert_eq!(space.free_pages, 0);
+    assert!(
+        space.bytes_after < before / 4,
+        "{before} bytes before, {} after",
+        space.bytes_after
+    );
+    assert_eq!(
+        ledger.stats(now, 0).await.unwrap().total,
+        0,
+        "the counts followed the deletions"
+    );
+}
+
+#[tokio::test]
+async fn the_counts_follow_every_transition() {
+    let (_dir, ledger) = ledger().await;
+    let now = Timestamp::now();
+    ledger
+        .enqueue_many(&many_jobs(10, "count"), Uniqueness::Active, now)
+        .await
+        .unwrap();
+    let jobs = ledger.lease(params(4), now).await.unwrap();
+    let done = Completion {
+        id: jobs[0].id,
+        lease_token: jobs[0].lease_token.clone(),
+        finish: Finish::Done,
+    };
+    let dead = Completion {
+        id: jobs[1].id,
+        lease_token: jobs[1].lease_token.clone(),
+        finish: Finish::Dead {
+            error: "bad".into(),
+            http_status: None,
+        },
+    };
+    ledger.finish_many(&[done, dead], now).await.unwrap();
+    ledger
+        .release(jobs[2].id, &jobs[2].lease_token, now)
+        .await
+        .unwrap();
+    let stats = ledger.stats(now, 0).await.unwrap();
+    let counted: Vec<(&str, i64)> = ["pending", "running", "done", "dead"]
+        .iter()
+        .map(|s| (*s, stats.states[*s]))
+        .collect();
+    assert_eq!(
+        counted,
+        [("pending", 7), ("running", 1), ("done", 1), ("dead", 1)]
+    );
+    // The same counts as counting the rows.
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")
+            .fetch_all(&ledger.writer)
+            .await
+            .unwrap();
+    for (state, n) in rows {
+        assert_eq!(stats.states[&state], n, "{state}");
+    }
+}
+
+#[tokio::test]
+async fn leasing_never_walks_the_jobs_scheduled_later() {
+    let (_dir, ledger) = ledger().await;
+    let now = Timestamp::now();
+    let later = now.plus(Duration::from_secs(3600));
+    // Priority 0 jobs waiting for an hour, in front of runnable priority 10 jobs.
+    let waiting: Vec<NewJob> = (0..5000)
+        .map(|i| NewJob::new(JobKind::Delete, format!("did:gun:w:{i}")).run_at(later))
+        .collect();
+    let runnable: Vec<NewJob> = (0..10)
+        .map(|i| NewJob::new(JobKind::Discover, format!("did:gun:r:{i}")).priority(10))
+        .collect();
+    ledger
+        .enqueue_many(&waiting, Uniqueness::Active, now)
+        .await
+        .unwrap();
+    ledger
+        .enqueue_many(&runnable, Uniqueness::Active, now)
+        .await
+        .unwrap();
+    let jobs = ledger.lease(params(20), now).await.unwrap();
+    assert_eq!(jobs.len(), 10);
+    assert!(jobs.iter().all(|j| j.kind_name == "discover"));
+    // The plan of one level's lease: a search of jobs_runnable bounded by priority and run_at.
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT id FROM jobs INDEXED BY jobs_runnable
+         WHERE state IN ('pending', 'retrying') AND priority = 0 AND run_at <= '2026-01-01'
+         ORDER BY run_at, id LIMIT 5",
+    )
+    .fetch_all(&ledger.writer)
+    .await
+    .unwrap();
+    let detail = plan
+        .iter()
+        .map(|p| p.3.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(
+        detail.contains("SEARCH jobs USING") && detail.contains("priority=? AND run_at<?"),
+        "{detail}"
+    );
+    assert!(!detail.contains("TEMP B-TREE"), "no sort: {detail}");
+}
