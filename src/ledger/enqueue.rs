@@ -77,7 +77,12 @@ impl Ledger {
         let rule = Blocking::of(unique, now);
         let mut report = EnqueueReport::default();
         for chunk in jobs.chunks(ENQUEUE_CHUNK) {
-            let fresh = self.unblocked(chunk, &rule, now).await?;
+            // Only the active-job rule: the unique index decides alone, in the insert.
+            let fresh = if unique == Uniqueness::Active {
+                chunk.iter().collect()
+            } else {
+                self.unblocked(chunk, &rule, now).await?
+            };
             report.skipped += (chunk.len() - fresh.len()) as u64;
             if fresh.is_empty() {
                 continue;

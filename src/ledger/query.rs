@@ -157,9 +157,8 @@ impl JobRow {
 }
 
 impl Ledger {
-    /// Jobs matching `filter`, newest first. Each filter is an index lookup: `key` through
-    /// `(kind, key)` (every kind when none is given), `state` through `(state, id)`, none at all
-    /// from the newest id down; the cost is the page asked for, not the ledger.
+    /// Jobs matching `filter`, newest first, each filter through an index (see `matching_ids`):
+    /// the cost is the page asked for, not the ledger.
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobView>, LedgerError> {
         let ids = self
             .matching_ids(&Matching {
@@ -180,7 +179,7 @@ impl Ledger {
 
     /// The ids of the jobs `m` matches, newest first, each way through an index: given ids by
     /// primary key, a key through `(kind, key)` (every kind when none is given), a state through
-    /// `(state, id)`, nothing from the newest id down.
+    /// the index of that state, nothing from the newest id down.
     pub(super) async fn matching_ids(&self, m: &Matching<'_>) -> Result<Vec<i64>, LedgerError> {
         let state = m.state.map(JobState::as_str);
         let kind = m.kind.map(JobKind::as_str);
@@ -223,9 +222,47 @@ impl Ledger {
                 .fetch_all(&self.reader)
                 .await
             }
+            // Each state through the index that holds it, so a listing costs the page asked for
+            // (or, for the waiting and running jobs, their number), not the ledger's size.
+            (None, Some("dead" | "cancelled")) => {
+                sqlx::query_scalar!(
+                    r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_parked
+                       WHERE state IN ('dead', 'cancelled') AND state = ?1 AND (?2 IS NULL OR kind = ?2)
+                       ORDER BY state, id DESC LIMIT ?3"#,
+                    state,
+                    kind,
+                    limit,
+                )
+                .fetch_all(&self.reader)
+                .await
+            }
+            (None, Some("pending" | "retrying")) => {
+                sqlx::query_scalar!(
+                    r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_waiting
+                       WHERE state IN ('pending', 'retrying') AND state = ?1 AND (?2 IS NULL OR kind = ?2)
+                       ORDER BY id DESC LIMIT ?3"#,
+                    state,
+                    kind,
+                    limit,
+                )
+                .fetch_all(&self.reader)
+                .await
+            }
+            (None, Some("running")) => {
+                sqlx::query_scalar!(
+                    r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_running_by_expiry
+                       WHERE state = 'running' AND (?1 IS NULL OR kind = ?1)
+                       ORDER BY id DESC LIMIT ?2"#,
+                    kind,
+                    limit,
+                )
+                .fetch_all(&self.reader)
+                .await
+            }
+            // Done jobs are most of a ledger: the newest ids hold them.
             (None, Some(state)) => {
                 sqlx::query_scalar!(
-                    r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_by_state
+                    r#"SELECT id AS "id!: i64" FROM jobs
                        WHERE state = ?1 AND (?2 IS NULL OR kind = ?2)
                        ORDER BY id DESC LIMIT ?3"#,
                     state,
