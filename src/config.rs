@@ -426,6 +426,7 @@ impl Settings {
     pub fn worker_config(&self) -> WorkerConfig {
         WorkerConfig {
             workers: self.workers,
+            prefetch: self.workers * crate::worker::PREFETCH_PER_WORKER,
             lease_for: self.lease,
             backoff: self.backoff(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

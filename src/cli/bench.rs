@@ -220,6 +220,7 @@ async fn run_worker_bench(
     }
     let config = WorkerConfig {
         workers: usize::from(workers),
+        prefetch: usize::from(workers) * crate::worker::PREFETCH_PER_WORKER,
         lease_for: Duration::from_millis(lease_ms),
         reclaim_every: Duration::from_millis(lease_ms).min(Duration::from_secs(15)),
         ..WorkerConfig::default()

@@ -1,6 +1,7 @@
-//! Runs one leased job and records how it ended. `decide` maps a handler's result to a ledger
-//! transition and is pure; `execute` adds the impure parts: catching panics, heartbeats while the
-//! job runs long, giving the lease back at a hard stop, and writing the finish.
+//! Runs one leased job and says how it ended. `decide` maps a handler's result to a ledger
+//! transition and is pure; `execute` adds the impure parts: catching panics, the job deadline,
+//! heartbeats while the job runs long, giving the lease back at a hard stop. The pool writes the
+//! transition (with others, in one transaction) and then `report`s it.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -9,21 +10,25 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tracing::{Instrument, debug, error, info, warn};
 
-use super::completer::{Completer, Recorded};
 use super::{JobError, JobHandler, JobRun, WorkerConfig};
-use crate::ledger::{Backoff, Completion, Finish, JobState, LeasedJob, Ledger, LedgerError};
+use crate::ledger::{Backoff, Finish, JobState, LeasedJob, Ledger, LedgerError};
 use crate::shutdown::Shutdown;
 use crate::timestamp::Timestamp;
 
-/// How a job's attempt ended, from the pool's point of view.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Outcome {
-    Finished(JobState),
-    /// Given back at a hard stop, the attempt not counted.
+/// How a job's run ended, as the executor hands it to the pool.
+#[derive(Debug)]
+pub(super) enum Ran {
+    /// The handler returned (or panicked, or ran out of time): the transition to write.
+    Ended {
+        job: LeasedJob,
+        finish: Finish,
+        elapsed: Duration,
+    },
+    /// Given back at a hard stop, the attempt not counted (already written).
     Released,
-    /// The lease was lost (expired and taken over); nothing was written.
+    /// The lease was lost (expired and taken over) while it ran; nothing may be written.
     LeaseLost,
-    /// The ledger could not record the result; the lease will expire and the job run again.
+    /// Could not be given back at a hard stop; its lease will expire and it will run again.
     Unrecorded,
 }
 
@@ -75,28 +80,29 @@ pub fn decide(
     }
 }
 
+/// Runs one leased job to its end: catches panics, enforces the job deadline, heartbeats while
+/// it runs long, gives the lease back at a hard stop, opens a circuit on a systemic failure.
+/// Writes nothing of the result itself: the pool commits it with the others.
 pub(super) async fn execute(
     job: LeasedJob,
     handler: Option<Arc<dyn JobHandler>>,
     ledger: Ledger,
-    completer: Completer,
     config: Arc<WorkerConfig>,
     shutdown: Shutdown,
-) -> Outcome {
+) -> Ran {
     let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind_name, job.key = %job.key, attempt = job.attempt);
-    run_and_record(job, handler, ledger, completer, config, shutdown)
+    run(job, handler, ledger, config, shutdown)
         .instrument(span)
         .await
 }
 
-async fn run_and_record(
+async fn run(
     job: LeasedJob,
     handler: Option<Arc<dyn JobHandler>>,
     ledger: Ledger,
-    completer: Completer,
     config: Arc<WorkerConfig>,
     shutdown: Shutdown,
-) -> Outcome {
+) -> Ran {
     let started = Instant::now();
     let kind = job.kind().ok();
     let run = JobRun::new(job, ledger.clone());
@@ -120,12 +126,12 @@ async fn run_and_record(
                 },
                 lost = keep_lease(&run.job, &ledger, config.lease_for) => {
                     warn!(error = %lost, "lease lost while running; abandoning the attempt");
-                    return Outcome::LeaseLost;
+                    return Ran::LeaseLost;
                 }
                 _ = shutdown.running_cancelled() => {
                     return match ledger.release(run.job.id, &run.job.lease_token, Timestamp::now()).await {
-                        Ok(()) => { info!("released at shutdown"); Outcome::Released }
-                        Err(e) => { warn!(error = %e, "could not release at shutdown; the lease will expire"); Outcome::Unrecorded }
+                        Ok(()) => { info!("released at shutdown"); Ran::Released }
+                        Err(e) => { warn!(error = %e, "could not release at shutdown; the lease will expire"); Ran::Unrecorded }
                     };
                 }
             }
@@ -136,43 +142,49 @@ async fn run_and_record(
     if let Err(JobError::Systemic { system, reason, .. }) = &result {
         trip(&config, &ledger, system, reason).await;
     }
-    let policy = config.backoff_for(kind);
     let finish = decide(
         &job,
         result,
         Timestamp::now(),
-        &policy,
+        &config.backoff_for(kind),
         rand::random_range(-1.0..=1.0),
     );
-    let outcome = record(&ledger, &completer, &job, finish.clone()).await;
-    let kind_label = job.kind_name.clone();
-    metrics::histogram!("gunsync_job_duration_seconds", "kind" => kind_label.clone())
+    metrics::histogram!("gunsync_job_duration_seconds", "kind" => job.kind_name.clone())
         .record(elapsed.as_secs_f64());
+    Ran::Ended {
+        job,
+        finish,
+        elapsed,
+    }
+}
+
+/// Logs and counts how an attempt ended, once its transition is written (`state`) or found
+/// fenced off (`None`: the lease was lost).
+pub(super) fn report(job: &LeasedJob, finish: &Finish, elapsed: Duration, state: Option<JobState>) {
+    let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind_name, job.key = %job.key, attempt = job.attempt);
+    let _entered = span.enter();
     let elapsed_ms = elapsed.as_millis() as u64;
-    match (&outcome, &finish) {
-        (Outcome::Finished(state), _) => {
-            metrics::counter!("gunsync_job_attempts_total", "kind" => kind_label, "outcome" => state.as_str()).increment(1);
-            match (state, &finish) {
-                (JobState::Done, _) => debug!(elapsed_ms, "job done"),
-                (JobState::Retrying, Finish::Retry { at, error, .. }) => {
-                    warn!(elapsed_ms, error = %error, retry_at = %at, "job failed; will retry")
-                }
-                (JobState::Pending, Finish::Paused { error, .. }) => {
-                    info!(elapsed_ms, error = %error, "job given back; it runs when the circuit closes")
-                }
-                (JobState::Dead, Finish::Retry { error, .. } | Finish::Dead { error, .. }) => {
-                    error!(elapsed_ms, error = %error, "job dead")
-                }
-                _ => {}
-            }
-        }
-        (Outcome::LeaseLost, _) => warn!(
+    let Some(state) = state else {
+        warn!(
             elapsed_ms,
             "lease lost before the result was recorded; another worker owns the job"
-        ),
+        );
+        return;
+    };
+    metrics::counter!("gunsync_job_attempts_total", "kind" => job.kind_name.clone(), "outcome" => state.as_str()).increment(1);
+    match (state, finish) {
+        (JobState::Done, _) => debug!(elapsed_ms, "job done"),
+        (JobState::Retrying, Finish::Retry { at, error, .. }) => {
+            warn!(elapsed_ms, error = %error, retry_at = %at, "job failed; will retry")
+        }
+        (JobState::Pending, Finish::Paused { error, .. }) => {
+            info!(elapsed_ms, error = %error, "job given back; it runs when the circuit closes")
+        }
+        (JobState::Dead, Finish::Retry { error, .. } | Finish::Dead { error, .. }) => {
+            error!(elapsed_ms, error = %error, "job dead")
+        }
         _ => {}
     }
-    outcome
 }
 
 /// Opens `system`'s circuit and, when that is news, records it in the ledger for `stats`.
@@ -182,52 +194,16 @@ async fn trip(config: &WorkerConfig, ledger: &Ledger, system: &str, reason: &str
     }
 }
 
-/// Writes the finish, batched with other workers' by the completer; if that batch fails, alone,
-/// retrying briefly if the database is busy: losing the write is safe (the lease expires and the
-/// job runs again) but wasteful.
-async fn record(
-    ledger: &Ledger,
-    completer: &Completer,
-    job: &LeasedJob,
-    finish: Finish,
-) -> Outcome {
-    let completion = Completion {
-        id: job.id,
-        lease_token: job.lease_token.clone(),
-        finish: finish.clone(),
-    };
-    match completer.finish(completion).await {
-        Recorded::Finished(state) => return Outcome::Finished(state),
-        Recorded::LeaseLost => return Outcome::LeaseLost,
-        Recorded::Failed => {}
-    }
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=5 {
-        match ledger
-            .finish(job.id, &job.lease_token, finish.clone(), Timestamp::now())
-            .await
-        {
-            Ok(state) => return Outcome::Finished(state),
-            Err(LedgerError::LeaseLost(_)) => return Outcome::LeaseLost,
-            Err(e) if attempt < 5 => {
-                warn!(error = %e, "recording the job result failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            Err(e) => {
-                error!(error = %e, "could not record the job result; the lease will expire and the job run again");
-            }
-        }
-    }
-    Outcome::Unrecorded
-}
-
-/// Extends the lease every half lease period while the job runs. Returns only when the lease is
-/// lost (the caller then abandons the job).
+/// Extends the lease whenever half of it is left while the job runs: the first time half a lease
+/// before it would expire (a job leased ahead waited for its slot, so that can be soon after it
+/// starts), then every half lease. Returns only when the lease is lost (the caller then abandons
+/// the job).
 async fn keep_lease(job: &LeasedJob, ledger: &Ledger, lease_for: Duration) -> LedgerError {
     let half = (lease_for / 2).max(Duration::from_millis(10));
+    let mut next = job.lease_expires_at.minus(half);
     loop {
-        tokio::time::sleep(half).await;
+        tokio::time::sleep(next.since(Timestamp::now())).await;
+        next = Timestamp::now().plus(half);
         let now = Timestamp::now();
         match ledger
             .heartbeat(job.id, &job.lease_token, now.plus(lease_for), now)

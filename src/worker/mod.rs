@@ -2,14 +2,13 @@
 //! for its kind, and turns the result into a ledger transition. It owns no state of its own: the
 //! ledger is the only source of truth.
 //!
-//! * `pool`: slots, the lease loop, wake-ups, heartbeats, graceful shutdown.
-//! * `execute`: one job → one `Finish` (`decide` is pure and table-tested).
-//! * `completer`: group commit: results that end together are written in one transaction.
+//! * `pool`: slots, the dispatcher (one transaction writes the ended attempts and leases the
+//!   next jobs, ahead of need), wake-ups, graceful shutdown.
+//! * `execute`: one job → one `Finish` (`decide` is pure and table-tested), heartbeats.
 //! * `rescuer`: reclaims expired leases at start-up and on a timer.
 //! * `breaker`: circuits of the systems jobs need; open ones pause leasing.
 
 pub mod breaker;
-mod completer;
 mod execute;
 mod pool;
 mod rescuer;
@@ -26,6 +25,10 @@ use crate::timestamp::Timestamp;
 
 pub use breaker::Breakers;
 pub use execute::decide;
+
+/// Jobs a pool leases ahead per slot: enough that one transaction ends and leases a batch,
+/// little enough that a node holds few jobs it is not running (another node could run them).
+pub const PREFETCH_PER_WORKER: usize = 4;
 
 /// Longest one attempt may run by default (`GUNSYNC_JOB_DEADLINE_MS`): well under the default
 /// lease × attempts (12 min), far over what a healthy record needs (seconds).
@@ -168,6 +171,9 @@ impl Registry {
 pub struct WorkerConfig {
     /// Concurrent jobs (GUNSYNC_WORKERS).
     pub workers: usize,
+    /// Jobs leased ahead of the free slots, so a slot that frees up starts the next job without
+    /// waiting for a commit, and one transaction serves many jobs.
+    pub prefetch: usize,
     /// Lease length (GUNSYNC_LEASE_MS); jobs running past half of it heartbeat.
     pub lease_for: Duration,
     /// Retry schedule (GUNSYNC_BACKOFF_BASE_MS / GUNSYNC_BACKOFF_MAX_MS).
@@ -194,6 +200,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             workers: 4,
+            prefetch: 4 * PREFETCH_PER_WORKER,
             lease_for: Duration::from_secs(60),
             backoff: Backoff::default(),
             backoff_by_kind: HashMap::new(),

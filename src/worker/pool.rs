@@ -1,21 +1,24 @@
-//! The lease loop: take free slots, lease that many jobs, run each in its own task. When nothing is
-//! runnable it sleeps until the earliest `run_at`, a local enqueue (`wake`), or `max_idle` (to see
-//! other processes' enqueues and requeues), whichever comes first. No busy polling.
+//! The pool: N slots and one dispatcher. The dispatcher is the pool's only writer: in one
+//! transaction it ends the attempts that finished and leases what the slots and a small
+//! lease-ahead buffer need (`Ledger::finish_and_lease`), so under `synchronous=FULL` one fsync
+//! serves many jobs. A slot that frees up starts the next buffered job at once, never waiting for
+//! a commit; buffered leases are long enough to cover their wait, and their first heartbeat
+//! comes half a lease before they would expire. When nothing is runnable the dispatcher sleeps
+//! until the earliest `run_at`, a local enqueue (`wake`), or `max_idle` (to see other processes'
+//! enqueues and requeues), whichever comes first. No busy polling.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::breaker::Transition;
-use super::completer::Completer;
-use super::execute::{Outcome, execute};
+use super::execute::{Ran, execute, report};
 use super::{Registry, WorkerConfig, rescuer};
 use crate::ledger::lease::LeaseParams;
-use crate::ledger::{JobState, Ledger, LedgerError};
+use crate::ledger::{Completion, Finish, JobState, LeasedJob, Ledger, LedgerError};
 use crate::shutdown::Shutdown;
 use crate::timestamp::Timestamp;
 
@@ -31,37 +34,15 @@ pub struct DrainReport {
     pub interrupted: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    ran: AtomicU64,
-    done: AtomicU64,
-    retrying: AtomicU64,
-    dead: AtomicU64,
-    paused: AtomicU64,
-    interrupted: AtomicU64,
-}
-
-impl Counters {
-    fn count(&self, outcome: Outcome) {
-        self.ran.fetch_add(1, Ordering::Relaxed);
-        let counter = match outcome {
-            Outcome::Finished(JobState::Done) => &self.done,
-            Outcome::Finished(JobState::Dead) => &self.dead,
-            Outcome::Finished(JobState::Pending) => &self.paused,
-            Outcome::Finished(_) => &self.retrying,
-            Outcome::Released | Outcome::LeaseLost | Outcome::Unrecorded => &self.interrupted,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn report(&self) -> DrainReport {
-        DrainReport {
-            ran: self.ran.load(Ordering::Relaxed),
-            done: self.done.load(Ordering::Relaxed),
-            retrying: self.retrying.load(Ordering::Relaxed),
-            dead: self.dead.load(Ordering::Relaxed),
-            paused: self.paused.load(Ordering::Relaxed),
-            interrupted: self.interrupted.load(Ordering::Relaxed),
+impl DrainReport {
+    fn count(&mut self, state: Option<JobState>) {
+        self.ran += 1;
+        match state {
+            Some(JobState::Done) => self.done += 1,
+            Some(JobState::Dead) => self.dead += 1,
+            Some(JobState::Pending) => self.paused += 1,
+            Some(_) => self.retrying += 1,
+            None => self.interrupted += 1,
         }
     }
 }
@@ -80,6 +61,28 @@ enum Until {
     Idle,
 }
 
+/// An attempt that ended, waiting for the transaction that writes it.
+struct Ended {
+    job: LeasedJob,
+    finish: Finish,
+    elapsed: Duration,
+}
+
+/// The dispatcher's view of its jobs.
+struct Dispatch {
+    /// Jobs leased and not reported back yet: waiting in the queue for a slot, or running.
+    outstanding: usize,
+    /// Attempts that ended and are not written yet.
+    ended: Vec<Ended>,
+    /// Whether the last lease got all it asked for (so more may be runnable now).
+    more_runnable: bool,
+    report: DrainReport,
+}
+
+/// The queue slots take jobs from: the dispatcher fills it, each slot takes the next job as soon
+/// as it is free.
+type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<LeasedJob>>>;
+
 impl WorkerPool {
     pub fn new(ledger: Ledger, registry: Registry, config: WorkerConfig) -> Self {
         WorkerPool {
@@ -95,8 +98,9 @@ impl WorkerPool {
         self.wake.clone()
     }
 
-    /// Works jobs until `shutdown` stops it: then leases nothing more, lets running jobs finish
-    /// within `shutdown_grace`, and releases what is still running after that.
+    /// Works jobs until `shutdown` stops it: then leases nothing more, gives back the jobs leased
+    /// ahead, lets running jobs finish within `shutdown_grace`, and releases what is still
+    /// running after that.
     ///
     /// # Errors
     /// If the ledger fails at start-up, or turns out to be corrupt (the pool then stops as if
@@ -119,21 +123,40 @@ impl WorkerPool {
             warn!(error = %e, "clearing recorded circuits failed");
         }
         let workers = self.config.workers.max(1);
-        let breakers = self.config.breakers.clone();
-        let slots = Arc::new(Semaphore::new(workers));
+        let window = workers + self.config.prefetch;
+        let (results, mut ran) = mpsc::unbounded_channel::<Ran>();
+        let (queue_tx, queue_rx) = mpsc::channel::<LeasedJob>(window);
+        let queue: Queue = Arc::new(tokio::sync::Mutex::new(queue_rx));
         let tracker = TaskTracker::new();
-        let counters = Arc::new(Counters::default());
-        let finished = Arc::new(Notify::new());
-        let (completer, completer_task) = Completer::spawn(self.ledger.clone());
+        for _ in 0..workers {
+            tracker.spawn(slot(
+                queue.clone(),
+                self.registry.clone(),
+                self.ledger.clone(),
+                self.config.clone(),
+                shutdown.clone(),
+                results.clone(),
+            ));
+        }
+        drop(results);
         let rescuer = tokio::spawn(rescue_loop(
             self.ledger.clone(),
             self.config.reclaim_every,
             shutdown.clone(),
         ));
-        info!(workers, worker = %self.config.name, "worker pool started");
-
+        info!(workers, prefetch = self.config.prefetch, worker = %self.config.name, "worker pool started");
+        let mut d = Dispatch {
+            outstanding: 0,
+            ended: Vec::new(),
+            more_runnable: true,
+            report: DrainReport::default(),
+        };
         let mut corrupt = None;
+
         loop {
+            while let Ok(r) = ran.try_recv() {
+                d.collect(r);
+            }
             if shutdown.is_stopping() {
                 break;
             }
@@ -143,136 +166,84 @@ impl WorkerPool {
                 shutdown.stop();
                 break;
             }
-            if breakers.any_open() {
-                let running = workers - slots.available_permits();
-                if until == Until::Idle && running == 0 {
+            let breakers = &self.config.breakers;
+            let want = if breakers.any_open() {
+                0
+            } else {
+                window.saturating_sub(d.outstanding)
+            };
+            let lease = if d.more_runnable { want } else { 0 };
+            if d.ended.is_empty() && lease == 0 {
+                // Nothing to write: wait for a job to end, a wake-up, a timer or a stop.
+                if d.outstanding == 0
+                    && until == Until::Idle
+                    && (!d.more_runnable || breakers.any_open())
+                {
                     break;
                 }
-                let wait = breakers.next_probe_in().unwrap_or_default();
+                let sleep = if breakers.any_open() {
+                    breakers.next_probe_in().unwrap_or_default()
+                } else if want > 0 {
+                    self.idle_sleep().await
+                } else {
+                    Duration::MAX
+                };
+                // Interest before the wait, so a wake-up that comes meanwhile is not lost.
+                let woken = self.wake.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
+                    Some(r) = ran.recv() => d.collect(r),
+                    _ = woken => d.more_runnable = true,
+                    _ = sleep_for(sleep) => d.more_runnable = true,
                     _ = shutdown.stopped() => break,
                 }
-                let changes = breakers.probe_due().await;
-                mirror(&self.ledger, &changes).await;
+                if breakers.any_open() && breakers.next_probe_in() == Some(Duration::ZERO) {
+                    let changes = breakers.probe_due().await;
+                    mirror(&self.ledger, &changes).await;
+                }
                 continue;
             }
-            // Take a free slot before leasing, so a leased job never waits for one.
-            let first = tokio::select! {
-                permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
-                _ = shutdown.stopped() => break,
-            };
-            let mut permits: Vec<OwnedSemaphorePermit> = vec![first];
-            while let Ok(p) = slots.clone().try_acquire_owned() {
-                permits.push(p);
-            }
-            // Register interest before looking, so a wake-up that arrives mid-query is not lost.
-            let woken = self.wake.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            let one_finished = finished.notified();
-            tokio::pin!(one_finished);
-            one_finished.as_mut().enable();
-
-            let params = LeaseParams {
-                max: permits.len() as u32,
-                worker: &self.config.name,
-                lease_for: self.config.lease_for,
-            };
-            let jobs = match self.ledger.lease(params, Timestamp::now()).await {
-                Ok(jobs) => jobs,
+            match self.commit(&mut d, lease).await {
+                Ok(leased) => {
+                    d.outstanding += leased.len();
+                    for job in leased {
+                        // The queue holds a whole window, so this never waits.
+                        if queue_tx.send(job).await.is_err() {
+                            break;
+                        }
+                    }
+                }
                 Err(e) => {
-                    error!(error = %e, "leasing failed; retrying shortly");
-                    drop(permits);
+                    error!(error = %e, "writing job results and leases failed; retrying shortly");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = shutdown.stopped() => break,
                     }
-                    continue;
                 }
-            };
-            let leased = jobs.len();
-            for job in jobs {
-                // A lease that is over before it starts (this host's clock jumped, or the
-                // statement took longer than the lease) would let another worker take the job
-                // while it runs here: give it back instead.
-                if job.lease_expires_at <= Timestamp::now() {
-                    warn!(job.id = %job.id, "lease already expired when granted; giving the job back");
-                    if let Err(e) = self
-                        .ledger
-                        .release(job.id, &job.lease_token, Timestamp::now())
-                        .await
-                    {
-                        warn!(job.id = %job.id, error = %e, "could not give the job back; its lease expires");
-                    }
-                    drop(permits.pop());
-                    continue;
-                }
-                let permit = permits.pop().expect("one permit per leased job");
-                let handler = job.kind().ok().and_then(|k| self.registry.get(k));
-                let (ledger, completer, config, shutdown, counters, finished) = (
-                    self.ledger.clone(),
-                    completer.clone(),
-                    self.config.clone(),
-                    shutdown.clone(),
-                    counters.clone(),
-                    finished.clone(),
-                );
-                tracker.spawn(async move {
-                    let outcome = execute(job, handler, ledger, completer, config, shutdown).await;
-                    counters.count(outcome);
-                    drop(permit);
-                    finished.notify_one();
-                });
-            }
-            drop(permits);
-            if leased > 0 {
-                continue;
-            }
-            // Nothing runnable now.
-            let running = workers - slots.available_permits();
-            if until == Until::Idle {
-                if running == 0 {
-                    break;
-                }
-                tokio::select! {
-                    _ = one_finished => {}
-                    _ = shutdown.stopped() => break,
-                }
-                continue;
-            }
-            let sleep = self.idle_sleep().await;
-            tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                _ = woken => {}
-                _ = shutdown.stopped() => break,
             }
         }
 
-        tracker.close();
-        if !tracker.is_empty() {
-            info!(
-                running = tracker.len(),
-                grace_ms = self.config.shutdown_grace.as_millis() as u64,
-                "waiting for running jobs"
-            );
-            if tokio::time::timeout(self.config.shutdown_grace, tracker.wait())
-                .await
-                .is_err()
-            {
-                warn!(
-                    running = tracker.len(),
-                    "grace period over; releasing running jobs"
-                );
-                shutdown.cancel_running();
-                tracker.wait().await;
+        // Leased ahead but never started: back to pending, nothing burned or recorded. Closing
+        // the queue ends the slots waiting on it; after a stop they take no job, so what is in
+        // the queue now stays there.
+        drop(queue_tx);
+        let never_started: Vec<_> = {
+            let mut queue = queue.lock().await;
+            let mut jobs = Vec::new();
+            while let Ok(job) = queue.try_recv() {
+                jobs.push((job.id, job.lease_token));
             }
+            jobs
+        };
+        d.outstanding -= never_started.len();
+        if let Err(e) = self.ledger.unlease(&never_started, Timestamp::now()).await {
+            warn!(error = %e, jobs = never_started.len(), "could not give back jobs leased ahead; their leases will expire");
         }
-        // Every job has recorded its result; the completer ends once its last handle is gone.
-        drop(completer);
-        let _ = completer_task.await;
+        self.finish_running(&mut d, &mut ran, &tracker, &shutdown)
+            .await;
         rescuer.abort();
-        let report = counters.report();
+        let report = d.report;
         info!(
             ran = report.ran,
             done = report.done,
@@ -290,6 +261,94 @@ impl WorkerPool {
         }
     }
 
+    /// One transaction: write every ended attempt and lease up to `lease` more jobs, returned
+    /// for the queue. On failure nothing changed and the ended attempts stay for the next try
+    /// (their leases are safe until they expire; after that the job is run again, which every
+    /// handler allows).
+    async fn commit(&self, d: &mut Dispatch, lease: usize) -> Result<Vec<LeasedJob>, LedgerError> {
+        let completions: Vec<Completion> = d
+            .ended
+            .iter()
+            .map(|e| Completion {
+                id: e.job.id,
+                lease_token: e.job.lease_token.clone(),
+                finish: e.finish.clone(),
+            })
+            .collect();
+        let params = LeaseParams {
+            max: u32::try_from(lease).unwrap_or(u32::MAX),
+            worker: &self.config.name,
+            lease_for: self.config.lease_for,
+        };
+        let (finished, leased) = self
+            .ledger
+            .finish_and_lease(&completions, params, Timestamp::now())
+            .await?;
+        for ended in d.ended.drain(..) {
+            let state = finished
+                .iter()
+                .find(|f| f.id == ended.job.id)
+                .map(|f| f.state);
+            report(&ended.job, &ended.finish, ended.elapsed, state);
+            d.report.count(state);
+        }
+        d.more_runnable = lease > 0 && leased.len() == lease;
+        let now = Timestamp::now();
+        let (fresh, stale): (Vec<_>, Vec<_>) =
+            leased.into_iter().partition(|j| j.lease_expires_at > now);
+        if !stale.is_empty() {
+            // Over before it started (this host's clock jumped, or the statement outlasted the
+            // lease): another worker could take the job while it ran here.
+            warn!(
+                jobs = stale.len(),
+                "leases already expired when granted; giving them back"
+            );
+            let stale: Vec<_> = stale.into_iter().map(|j| (j.id, j.lease_token)).collect();
+            self.ledger.unlease(&stale, now).await?;
+        }
+        Ok(fresh)
+    }
+
+    /// After a stop: let running jobs finish within the grace period (writing their results as
+    /// they come), then ask the rest to give their leases back, and write what is left.
+    async fn finish_running(
+        &self,
+        d: &mut Dispatch,
+        ran: &mut mpsc::UnboundedReceiver<Ran>,
+        tracker: &TaskTracker,
+        shutdown: &Shutdown,
+    ) {
+        tracker.close();
+        if d.outstanding > 0 {
+            info!(
+                running = d.outstanding,
+                grace_ms = self.config.shutdown_grace.as_millis() as u64,
+                "waiting for running jobs"
+            );
+        }
+        let grace = tokio::time::sleep(self.config.shutdown_grace);
+        tokio::pin!(grace);
+        let mut cancelled = false;
+        while d.outstanding > 0 || !d.ended.is_empty() {
+            if !d.ended.is_empty() {
+                if let Err(e) = self.commit(d, 0).await {
+                    warn!(error = %e, "writing job results failed; their leases will expire");
+                    d.ended.clear();
+                }
+                continue;
+            }
+            tokio::select! {
+                Some(r) = ran.recv() => d.collect(r),
+                _ = &mut grace, if !cancelled => {
+                    warn!(running = d.outstanding, "grace period over; releasing running jobs");
+                    shutdown.cancel_running();
+                    cancelled = true;
+                }
+            }
+        }
+        tracker.wait().await;
+    }
+
     /// How long to sleep when idle: until the earliest `run_at`, at most `max_idle`.
     async fn idle_sleep(&self) -> Duration {
         let cap = self.config.max_idle;
@@ -304,6 +363,68 @@ impl WorkerPool {
                 cap
             }
         }
+    }
+}
+
+impl Dispatch {
+    fn collect(&mut self, ran: Ran) {
+        self.outstanding -= 1;
+        match ran {
+            Ran::Ended {
+                job,
+                finish,
+                elapsed,
+            } => self.ended.push(Ended {
+                job,
+                finish,
+                elapsed,
+            }),
+            Ran::Released | Ran::LeaseLost | Ran::Unrecorded => self.report.count(None),
+        }
+    }
+}
+
+/// One slot: takes the next job from the queue as soon as it is free, runs it, reports its end.
+/// Takes no job after a stop (running jobs still finish).
+async fn slot(
+    queue: Queue,
+    registry: Registry,
+    ledger: Ledger,
+    config: Arc<WorkerConfig>,
+    shutdown: Shutdown,
+    results: mpsc::UnboundedSender<Ran>,
+) {
+    loop {
+        let job = {
+            let mut queue = queue.lock().await;
+            tokio::select! {
+                biased;
+                _ = shutdown.stopped() => return,
+                job = queue.recv() => job,
+            }
+        };
+        let Some(job) = job else { return };
+        let handler = job.kind().ok().and_then(|k| registry.get(k));
+        let ran = execute(
+            job,
+            handler,
+            ledger.clone(),
+            config.clone(),
+            shutdown.clone(),
+        )
+        .await;
+        if results.send(ran).is_err() {
+            return;
+        }
+    }
+}
+
+/// `tokio::time::sleep` that treats `Duration::MAX` as "never".
+async fn sleep_for(duration: Duration) {
+    if duration == Duration::MAX {
+        std::future::pending::<()>().await
+    } else {
+        tokio::time::sleep(duration).await
     }
 }
 
