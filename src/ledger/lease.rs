@@ -84,7 +84,9 @@ impl Ledger {
                        SELECT id FROM jobs INDEXED BY jobs_runnable
                        WHERE state IN ('pending', 'retrying') AND priority = ?5 AND run_at <= ?4
                        ORDER BY run_at, id
-                       LIMIT ?6
+                       -- `+?6`, not `?6`: SQLite plans a bare bound LIMIT as a constant and
+                       -- re-prepares the statement whenever it is rebound (every lease).
+                       LIMIT +?6
                    )
                    RETURNING id AS "id!: i64", kind AS "kind!: String", key AS "key!: String",
                              payload AS "payload!: String", attempts AS "attempts!: i64",
