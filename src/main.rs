@@ -7,6 +7,11 @@ use clap::Parser;
 use gunsync::cli::output::StdoutClosed;
 use gunsync::cli::{self, Cli, UsageError};
 
+/// mimalloc instead of glibc's malloc: discovery spends ~14% of its CPU in malloc/free (perf),
+/// and mimalloc's thread-local free lists make that markedly cheaper (README, Performance).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
