@@ -81,7 +81,7 @@ impl Ledger {
             let fresh = if unique == Uniqueness::Active {
                 chunk.iter().collect()
             } else {
-                self.unblocked(chunk, &rule, now).await?
+                self.unblocked(chunk, &rule).await?
             };
             report.skipped += (chunk.len() - fresh.len()) as u64;
             if fresh.is_empty() {
@@ -129,9 +129,8 @@ impl Ledger {
         &self,
         chunk: &'a [NewJob],
         rule: &Blocking,
-        now: Timestamp,
     ) -> Result<Vec<&'a NewJob>, LedgerError> {
-        let batch = batch_json(chunk.iter(), now);
+        let batch = keys_json(chunk.iter());
         let indexes = sqlx::query_scalar!(
             r#"SELECT CAST(e.key AS INTEGER) AS "index!: i64"
                FROM jsonb_each(?1) AS e
@@ -215,6 +214,16 @@ impl Blocking {
 }
 
 /// The jobs as one JSON array parameter.
+/// What the reader's uniqueness check needs of each job: its kind, key and revision.
+fn keys_json<'a>(jobs: impl IntoIterator<Item = &'a NewJob>) -> String {
+    json!(
+        jobs.into_iter()
+            .map(|j| json!({ "kind": j.kind.as_str(), "key": j.key, "revision": j.revision }))
+            .collect::<Vec<_>>()
+    )
+    .to_string()
+}
+
 fn batch_json<'a>(jobs: impl IntoIterator<Item = &'a NewJob>, now: Timestamp) -> String {
     json!(
         jobs.into_iter()

@@ -223,7 +223,7 @@ impl Ledger {
                 .await
             }
             // Each state through the index that holds it, so a listing costs the page asked for
-            // (or, for the waiting and running jobs, their number), not the ledger's size.
+            // (or, for the running jobs, their number), not the ledger's size.
             (None, Some("dead" | "cancelled")) => {
                 sqlx::query_scalar!(
                     r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_parked
@@ -238,9 +238,9 @@ impl Ledger {
             }
             (None, Some("pending" | "retrying")) => {
                 sqlx::query_scalar!(
-                    r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_waiting
+                    r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_waiting_by_id
                        WHERE state IN ('pending', 'retrying') AND state = ?1 AND (?2 IS NULL OR kind = ?2)
-                       ORDER BY id DESC LIMIT ?3"#,
+                       ORDER BY state, id DESC LIMIT ?3"#,
                     state,
                     kind,
                     limit,
