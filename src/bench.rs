@@ -2,6 +2,7 @@
 //! `synchronous` FULL and NORMAL) and the worker pool end to end; `sync` and `soak` (submodules)
 //! measure a sync cycle and the daemon over time against the emulators. Prints numbers.
 
+pub mod scale;
 pub mod scenario;
 pub mod soak;
 pub mod sync;

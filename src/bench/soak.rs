@@ -95,6 +95,8 @@ pub struct RssReport {
     pub growth_mb_per_min: f64,
     /// Over the whole run, warm-up included.
     pub max_mb_overall: f64,
+    /// The daemon's peak RSS over its whole life (`VmHWM`, read just before it is stopped).
+    pub peak_mb: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -323,6 +325,7 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
         }
     }
     let duration = started.elapsed();
+    let peak_bytes = status_kib(pid, "VmHWM:").map(|kb| kb * 1024);
 
     let term = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -376,6 +379,7 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
         growth_mb: round2((last_sample.rss_bytes as f64 - first.rss_bytes as f64) / MIB),
         growth_mb_per_min: round2(slope_per_min(&warm, |s| s.rss_bytes as f64 / MIB)),
         max_mb_overall: mb(samples.iter().map(|s| s.rss_bytes).max().unwrap_or(0)),
+        peak_mb: peak_bytes.map(mb),
     };
     let fd_limit = 2 * (options.workers + options.es_concurrency) as u64;
     let fds = FdReport {
@@ -464,10 +468,14 @@ fn slope_per_min(samples: &[Sample], value: impl Fn(&Sample) -> f64) -> f64 {
 }
 
 fn rss_of(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:").map(|kb| kb * 1024)
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Open fds of `pid`, and how many of them are sockets.

@@ -77,6 +77,21 @@ pub struct SyncRun {
     pub second_cycle: SecondCycle,
     pub target_records_per_sec: f64,
     pub target_met: bool,
+    /// Memory of gunsync alone: the same discovery by the daemon (`gunsync run`, a child
+    /// process) against the same emulators, measured from outside. `None` when not measured.
+    pub gunsync_alone: Option<DaemonMemory>,
+}
+
+/// The daemon's memory while it discovers a run's records (see [`SyncRun::gunsync_alone`]).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct DaemonMemory {
+    /// Peak RSS over the daemon's life (`VmHWM`), in MiB.
+    pub rss_peak_mb: Option<f64>,
+    /// Largest RSS sampled once per cycle, and the last sample, in MiB.
+    pub rss_max_sampled_mb: f64,
+    pub rss_end_mb: f64,
+    /// How long the daemon took to discover every record and run one more cycle.
+    pub seconds: f64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -186,6 +201,7 @@ pub async fn sync_bench_one(records: u64, options: &SyncBenchOptions) -> anyhow:
         },
         target_records_per_sec: TARGET_RECORDS_PER_SEC,
         target_met: end_to_end >= TARGET_RECORDS_PER_SEC,
+        gunsync_alone: None,
     })
 }
 

@@ -16,7 +16,7 @@ use crate::worker::WorkerConfig;
 /// Measure gunsync on this machine (prints JSON)
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  gunsync bench ledger --jobs 20000\n  gunsync bench worker --jobs 2000 --job-ms 5 --workers 8\n  gunsync bench sync --records 1000,10000,100000\n  gunsync bench soak --cycles 500 --records 1000"
+    after_help = "Examples:\n  gunsync bench ledger --jobs 20000\n  gunsync bench worker --jobs 2000 --job-ms 5 --workers 8\n  gunsync bench sync --records 1000,10000,100000\n  gunsync bench scale --jobs 10000,100000,1000000\n  gunsync bench soak --cycles 500 --records 1000"
 )]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -48,7 +48,8 @@ enum What {
     },
     /// One sync cycle and its discovery over N records in the relay and ES emulators (the real
     /// syncer, worker pool and handlers), then a second cycle over the same records. One run per
-    /// size, each on fresh emulators and a temporary ledger.
+    /// size, each on fresh emulators and a temporary ledger. Then the same discovery by the
+    /// daemon (`gunsync run`, a child process) for the memory of gunsync alone.
     Sync {
         /// Record counts, comma-separated
         #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -57,6 +58,16 @@ enum What {
         workers: u16,
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         es_concurrency: u16,
+    },
+    /// How long what a sync cycle, the pool, the CLI and the endpoints run takes on a ledger of N
+    /// jobs (a month of production: 90% done, 3% dead, 5% deletions retrying later, 2% pending
+    /// discovers, 1.4 attempt rows per job), and every README query; then a prune with vacuum.
+    /// One temporary ledger per size; with --database (one size only), the ledger is built in
+    /// that new file and kept.
+    Scale {
+        /// Ledger sizes, comma-separated
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000", value_parser = clap::value_parser!(u64).range(1000..=100_000_000))]
+        jobs: Vec<u64>,
     },
     /// The daemon (`gunsync run`, a child process) against emulators with --records records and
     /// --failing deletions whose ES delete fails forever: a warm-up until every record is
@@ -143,7 +154,29 @@ pub async fn execute(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()>
             };
             let mut runs = Vec::new();
             for n in records {
-                let run = bench::sync::sync_bench_one(n, &options).await?;
+                let mut run = bench::sync::sync_bench_one(n, &options).await?;
+                // The same discovery by the daemon in its own process: its memory alone.
+                let daemon = SoakOptions {
+                    cycles: 1,
+                    records: n,
+                    failing: 0,
+                    interval: Duration::from_secs(1),
+                    warmup_cycles: 1,
+                    workers: usize::from(workers),
+                    es_concurrency: usize::from(es_concurrency),
+                    max_attempts: 12,
+                    backoff_base: Duration::from_millis(100),
+                    backoff_max: Duration::from_secs(2),
+                    synchronous: global.synchronous.as_str().to_owned(),
+                    progress_every: 0,
+                };
+                let soak = bench::soak::soak(&std::env::current_exe()?, &daemon).await?;
+                run.gunsync_alone = Some(bench::sync::DaemonMemory {
+                    rss_peak_mb: soak.rss.peak_mb,
+                    rss_max_sampled_mb: soak.rss.max_mb_overall,
+                    rss_end_mb: soak.rss.end_mb,
+                    seconds: soak.duration_s,
+                });
                 if verbose {
                     eprintln!(
                         "{:>8} records: cycle {:>9.0} records/s, cycle+discovery {:>7.0} records/s, {:.2} requests/record, second cycle {} requests",
@@ -157,6 +190,34 @@ pub async fn execute(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()>
                 runs.push(run);
             }
             outln!("{}", serde_json::to_string(&SyncBench { runs })?)?;
+        }
+        What::Scale { jobs } => {
+            let keep = match &database {
+                BenchDatabase::Path(p) if jobs.len() > 1 => {
+                    return Err(UsageError(format!(
+                        "--database {p} keeps one ledger: give one size with --jobs"
+                    ))
+                    .into());
+                }
+                BenchDatabase::Path(p) => Some(std::path::PathBuf::from(
+                    p.strip_prefix("sqlite://")
+                        .or_else(|| p.strip_prefix("sqlite:"))
+                        .unwrap_or(p),
+                )),
+                BenchDatabase::Temporary => None,
+            };
+            let mut runs = Vec::new();
+            for n in jobs {
+                let run =
+                    bench::scale::scale_bench(n, keep.as_deref(), global.synchronous, |line| {
+                        if verbose {
+                            eprintln!("{n:>9} jobs: {line}");
+                        }
+                    })
+                    .await?;
+                runs.push(run);
+            }
+            outln!("{}", serde_json::json!({ "runs": runs }))?;
         }
         What::Soak {
             cycles,

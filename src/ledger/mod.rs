@@ -15,6 +15,7 @@ mod finish;
 pub mod lease;
 mod lookup;
 pub mod model;
+pub mod operator;
 pub mod query;
 mod reclaim;
 pub mod state;
