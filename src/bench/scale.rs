@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::http::ProcessSample;
 use crate::ledger::lease::LeaseParams;
-use crate::ledger::operator::OPERATOR_QUERIES;
+use crate::ledger::operator::{OPERATOR_QUERIES, SCALE_KEY_PREFIX};
 use crate::ledger::{
     Completion, Finish, JobFilter, JobId, JobKind, JobState, Ledger, LedgerError, LedgerOptions,
     NewJob, Requeue, Synchronous, Uniqueness, Vacuum,
@@ -119,26 +119,24 @@ pub async fn scale_bench(
     let now = Timestamp::now();
     let known_souls = sample(jobs, BATCH, |m| m < 90 && m % 10 != 5);
     let discover = |i: &u64| {
-        NewJob::new(JobKind::Discover, format!("bench:soul/{i}")).revision(Some(*i as i64))
+        NewJob::new(JobKind::Discover, format!("{SCALE_KEY_PREFIX}{i}")).revision(Some(*i as i64))
     };
     let known: Vec<NewJob> = known_souls.iter().map(discover).collect();
     let (ms, report) = median(|| ledger.enqueue_many(&known, DISCOVERY, now)).await?;
     record("cycle_uniqueness_5000_known", ms, report.skipped);
     let mut mixed: Vec<NewJob> = known_souls.iter().skip(100).map(discover).collect();
-    mixed.extend(
-        (0..100).map(|k| {
-            NewJob::new(JobKind::Discover, format!("bench:soul/new-{k}")).revision(Some(k))
-        }),
-    );
+    mixed.extend((0..100).map(|k| {
+        NewJob::new(JobKind::Discover, format!("{SCALE_KEY_PREFIX}new-{k}")).revision(Some(k))
+    }));
     let (ms, report) = once(|| ledger.enqueue_many(&mixed, DISCOVERY, now)).await?;
     record("cycle_uniqueness_5000_100_new", ms, report.created);
     // The deletion registry: half of the batch DIDs the ledger deleted already.
     let mut dids: Vec<String> = sample(jobs, BATCH / 2, |m| m < 90 && m % 10 == 5)
         .iter()
-        .map(|i| format!("did:gun:bench:{i}"))
+        .map(|i| format!("{SCALE_KEY_PREFIX}{i}"))
         .collect();
     let unknown = BATCH as usize - dids.len();
-    dids.extend((0..unknown).map(|k| format!("did:gun:bench:unknown-{k}")));
+    dids.extend((0..unknown).map(|k| format!("{SCALE_KEY_PREFIX}unknown-{k}")));
     let (ms, found) = median(|| ledger.deleted_keys(&dids)).await?;
     record("deleted_keys_5000", ms, found.len() as u64);
     let deletes: Vec<NewJob> = dids
@@ -197,7 +195,7 @@ pub async fn scale_bench(
     // The CLI and the endpoints.
     let (ms, stats) = median(|| ledger.stats(Timestamp::now(), 10)).await?;
     record("stats", ms, stats.total as u64);
-    let key = format!("bench:soul/{}", sample(jobs, 2, |m| m == 1)[1]);
+    let key = format!("{SCALE_KEY_PREFIX}{}", sample(jobs, 2, |m| m == 1)[1]);
     for (name, filter) in [
         ("jobs_newest", JobFilter::default()),
         (

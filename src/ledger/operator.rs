@@ -28,7 +28,7 @@ LIMIT 20;",
     (
         "retries_next",
         "SELECT id, kind, key, attempts, max_attempts, run_at, last_error
-FROM jobs
+FROM jobs INDEXED BY jobs_waiting
 WHERE state IN ('pending', 'retrying')
 ORDER BY run_at, priority, id
 LIMIT 20;",
@@ -104,6 +104,9 @@ ORDER BY died_at DESC;",
 /// Jobs per write transaction while building a scale ledger.
 const POPULATE_CHUNK: u64 = 50_000;
 
+/// Keys of the scale ledger's jobs: `<prefix><n>`, a DID as the sync cycle makes them.
+pub const SCALE_KEY_PREFIX: &str = "did:gun:0a1b2c3d4e5f:post-";
+
 /// The attempts a dead job of the scale ledger used (its `max_attempts`).
 pub const SCALE_MAX_ATTEMPTS: i64 = 8;
 
@@ -122,8 +125,8 @@ impl Ledger {
     /// 3 `dead` after [`SCALE_MAX_ATTEMPTS`] attempts, 5 `retrying` deletions scheduled up to two
     /// hours from `now` (an Elasticsearch outage), 2 `pending` discovers runnable now. Finished
     /// jobs are spread over the 30 days before `now`, newest ids last, each attempt with its
-    /// `job_attempts` row. Keys are `bench:soul/<n>` (discover) and `did:gun:bench:<n>` (delete);
-    /// discovers carry revision `n`. The triggers keep `job_counts` as they do in production.
+    /// `job_attempts` row. Job `n` (0-based) has the key [`SCALE_KEY_PREFIX`]`<n>`; discovers
+    /// carry revision `n`. The triggers keep `job_counts` as they do in production.
     /// Returns the number of attempt rows written.
     pub async fn populate_scale(
         &self,
@@ -150,6 +153,7 @@ impl Ledger {
                 .bind(total)
                 .bind(now)
                 .bind(SCALE_MAX_ATTEMPTS)
+                .bind(SCALE_KEY_PREFIX)
                 .execute(&mut *tx)
                 .await
                 .on_write(&self.health)?;
@@ -169,7 +173,7 @@ impl Ledger {
 }
 
 /// Jobs `?1 .. ?2` of `?3` (see [`Ledger::populate_scale`]); `?4` is now, `?5` the dead jobs'
-/// attempts. `t` is when the job finished (or was created), as a Julian day.
+/// attempts, `?6` the key prefix. `t` is when the job finished (or was created), as a Julian day.
 const POPULATE_JOBS: &str = "
 WITH RECURSIVE n(i) AS (SELECT ?1 WHERE ?1 < ?2 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?2),
 c AS (
@@ -186,12 +190,12 @@ j AS (
 INSERT INTO jobs (kind, key, payload, state, attempts, max_attempts, run_at, last_error,
                   created_at, updated_at, processed_at, revision)
 SELECT kind,
-       CASE kind WHEN 'delete' THEN 'did:gun:bench:' || i ELSE 'bench:soul/' || i END,
+       ?6 || i,
        CASE kind
-           WHEN 'delete' THEN json_object('did', 'did:gun:bench:' || i,
+           WHEN 'delete' THEN json_object('did', ?6 || i,
                                           'deletedBy', '02a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9',
                                           'peer', 'http://127.0.0.1:8765/gun')
-           ELSE json_object('soul', 'bench:soul/' || i, 'recordType', 'post',
+           ELSE json_object('soul', substr(?6 || i, 9), 'recordType', 'post',
                             'peer', 'http://127.0.0.1:8765/gun', 'revision', i)
        END,
        state,
