@@ -188,14 +188,8 @@ async fn lease_complete_phase(
         if leased.is_empty() {
             break;
         }
-        let completions: Vec<Completion> = leased
-            .into_iter()
-            .map(|j| Completion {
-                id: j.id,
-                lease_token: j.lease_token,
-                finish: Finish::Done,
-            })
-            .collect();
+        let completions: Vec<Completion> =
+            leased.iter().map(|j| j.completion(Finish::Done)).collect();
         completed += ledger
             .finish_many(&completions, Timestamp::now())
             .await?

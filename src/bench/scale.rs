@@ -103,7 +103,7 @@ pub async fn scale_bench(
         })
         .await?;
     let build_seconds = started.elapsed().as_secs_f64();
-    let file_bytes = file_size(&ledger);
+    let file_bytes = ledger.file_size();
     let mut ops = Vec::new();
     let mut record = |name: &str, ms: f64, rows: u64| {
         progress(&format!("{name:>28}: {ms:>9.2} ms ({rows} rows)"));
@@ -168,14 +168,7 @@ pub async fn scale_bench(
     let mut moved = held.len() as u64;
     let started = Instant::now();
     while !held.is_empty() && rounds < 50 {
-        let done: Vec<Completion> = held
-            .iter()
-            .map(|j| Completion {
-                id: j.id,
-                lease_token: j.lease_token.clone(),
-                finish: Finish::Done,
-            })
-            .collect();
+        let done: Vec<Completion> = held.iter().map(|j| j.completion(Finish::Done)).collect();
         let (_, next) = ledger
             .finish_and_lease(&done, lease(), Timestamp::now())
             .await?;
@@ -321,10 +314,6 @@ where
     }
     times.sort_by(f64::total_cmp);
     Ok((times[REPEAT / 2], last.expect("ran at least once")))
-}
-
-fn file_size(ledger: &Ledger) -> u64 {
-    std::fs::metadata(ledger.path()).map_or(0, |m| m.len())
 }
 
 fn rss_mb() -> Option<f64> {

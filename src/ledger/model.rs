@@ -181,6 +181,15 @@ impl LeasedJob {
     pub fn kind(&self) -> Result<JobKind, super::state::UnknownName> {
         self.kind_name.parse()
     }
+
+    /// This job's attempt ended with `finish`, fenced by the lease it holds.
+    pub fn completion(&self, finish: Finish) -> Completion {
+        Completion {
+            id: self.id,
+            lease_token: self.lease_token.clone(),
+            finish,
+        }
+    }
 }
 
 /// How an attempt ended.

@@ -1062,14 +1062,8 @@ async fn eight_concurrent_workers_complete_each_of_5000_jobs_exactly_once() {
                 if leased.is_empty() {
                     return completed;
                 }
-                let completions: Vec<_> = leased
-                    .iter()
-                    .map(|j| Completion {
-                        id: j.id,
-                        lease_token: j.lease_token.clone(),
-                        finish: Finish::Done,
-                    })
-                    .collect();
+                let completions: Vec<_> =
+                    leased.iter().map(|j| j.completion(Finish::Done)).collect();
                 let finished = ledger
                     .finish_many(&completions, Timestamp::now())
                     .await

@@ -269,11 +269,7 @@ impl WorkerPool {
         let completions: Vec<Completion> = d
             .ended
             .iter()
-            .map(|e| Completion {
-                id: e.job.id,
-                lease_token: e.job.lease_token.clone(),
-                finish: e.finish.clone(),
-            })
+            .map(|e| e.job.completion(e.finish.clone()))
             .collect();
         let params = LeaseParams {
             max: u32::try_from(lease).unwrap_or(u32::MAX),
