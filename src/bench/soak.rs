@@ -19,6 +19,7 @@ use crate::domain::type_index_soul;
 use crate::emulator::es::EsEmulator;
 use crate::emulator::faults::FaultRule;
 use crate::emulator::relay::RelayEmulator;
+use crate::http::proc_status_kib;
 use crate::ledger::{JobKind, Ledger, LedgerOptions};
 
 /// Type indexes a soak cycle reads: twelve, as the socket bound was sized for. A cycle over all
@@ -325,7 +326,7 @@ pub async fn soak(exe: &Path, options: &SoakOptions) -> anyhow::Result<SoakRepor
         }
     }
     let duration = started.elapsed();
-    let peak_bytes = status_kib(pid, "VmHWM:").map(|kb| kb * 1024);
+    let peak_bytes = proc_status_kib(&pid.to_string(), "VmHWM:").map(|kb| kb * 1024);
 
     let term = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -468,14 +469,7 @@ fn slope_per_min(samples: &[Sample], value: impl Fn(&Sample) -> f64) -> f64 {
 }
 
 fn rss_of(pid: u32) -> Option<u64> {
-    status_kib(pid, "VmRSS:").map(|kb| kb * 1024)
-}
-
-/// A `kB` field of `/proc/<pid>/status`.
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    proc_status_kib(&pid.to_string(), "VmRSS:").map(|kb| kb * 1024)
 }
 
 /// Open fds of `pid`, and how many of them are sockets.

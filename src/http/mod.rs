@@ -209,10 +209,14 @@ impl ProcessSample {
 }
 
 fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    proc_status_kib("self", "VmRSS:").map(|kb| kb * 1024)
+}
+
+/// A `kB` field (`VmRSS:`, `VmHWM:` …) of `/proc/<pid>/status`; `pid` may be `self`.
+pub fn proc_status_kib(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn open_fds() -> Option<u64> {

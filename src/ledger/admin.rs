@@ -340,7 +340,7 @@ impl Ledger {
     /// batches of short write transactions (`PRAGMA incremental_vacuum`), then a WAL checkpoint.
     /// A ledger whose file cannot vacuum incrementally is rewritten only with [`Vacuum::Full`].
     pub async fn give_back_space(&self, vacuum: Vacuum) -> Result<Space, LedgerError> {
-        let bytes_before = file_size(self.path());
+        let bytes_before = self.file_size();
         let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
             .fetch_one(&self.writer)
             .await
@@ -380,14 +380,17 @@ impl Ledger {
             .on_read(&self.health)?;
         Ok(Space {
             bytes_before,
-            bytes_after: file_size(self.path()),
+            bytes_after: self.file_size(),
             free_pages,
         })
     }
 }
 
-fn file_size(path: &std::path::Path) -> u64 {
-    std::fs::metadata(path).map_or(0, |m| m.len())
+impl Ledger {
+    /// The database file's size in bytes (0 if it cannot be read); the WAL is not counted.
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(self.path()).map_or(0, |m| m.len())
+    }
 }
 
 fn ids_json(ids: &[JobId]) -> Option<String> {
