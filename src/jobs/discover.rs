@@ -41,12 +41,7 @@ async fn discover(ctx: &JobContext, run: &JobRun) -> Result<(), JobError> {
     let what = format!("discover {did}");
     // Deleted by its publisher (a delete job that was not refused): never (re)index it. While
     // the deletion runs it may yet be refused: come back when it is over.
-    match ctx
-        .ledger
-        .deletion(did.as_str())
-        .await
-        .map_err(|e| JobError::transient(format!("{what}: ledger: {e}")))?
-    {
+    match deletion(ctx, &did, &what).await? {
         Deletion::None => {}
         Deletion::Deleted => {
             debug!("deleted by its publisher, not indexed");
@@ -87,8 +82,38 @@ async fn discover(ctx: &JobContext, run: &JobRun) -> Result<(), JobError> {
         .index(did.as_str(), &document, Refresh::No)
         .await
         .map_err(|e| during(&what, e))?;
-    debug!(record_type = record.record_type().unwrap_or(""), "indexed");
-    Ok(())
+    // A deletion that arrived while this attempt read and indexed the record: its delete job
+    // may have removed the document before this write landed, so take the write back. While
+    // the deletion runs it may yet be refused: look again once it is over.
+    match deletion(ctx, &did, &what).await? {
+        Deletion::None => {
+            debug!(record_type = record.record_type().unwrap_or(""), "indexed");
+            Ok(())
+        }
+        late => {
+            ctx.search
+                .delete(did.as_str())
+                .await
+                .map_err(|e| during(&what, e))?;
+            match late {
+                Deletion::InProgress => Err(JobError::transient(format!(
+                    "{what}: deleted by its publisher while being indexed; looking again once the deletion is over"
+                ))),
+                _ => {
+                    debug!("deleted by its publisher while being indexed, removed again");
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// What the ledger knows of `did`'s deletion (a ledger failure is transient).
+async fn deletion(ctx: &JobContext, did: &Did, what: &str) -> Result<Deletion, JobError> {
+    ctx.ledger
+        .deletion(did.as_str())
+        .await
+        .map_err(|e| JobError::transient(format!("{what}: ledger: {e}")))
 }
 
 /// What the peers hold of a record.
