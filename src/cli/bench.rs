@@ -160,7 +160,9 @@ pub async fn execute(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()>
                     cycles: 1,
                     records: n,
                     failing: 0,
-                    interval: Duration::from_secs(1),
+                    // Longer than a cycle over 100 000 known records on a busy machine, so
+                    // back-to-back cycles do not starve the discovery being measured.
+                    interval: Duration::from_secs(5),
                     warmup_cycles: 1,
                     workers: usize::from(workers),
                     es_concurrency: usize::from(es_concurrency),
