@@ -47,15 +47,15 @@ fn gets_under(relay: &RelayEmulator, prefix: &str) -> usize {
         .count()
 }
 
-/// The peak RSS of a process so far, in MiB (`VmHWM`).
-fn peak_rss_mb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+/// The peak RSS of a process so far, in MiB (`VmHWM`); `None` once it has exited (a zombie's
+/// status has no memory lines) or been reaped.
+fn peak_rss_mb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap();
-    kb / 1024
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())?;
+    Some(kb / 1024)
 }
 
 /// Seeds the two hostile records on `relay`: `post-looped`, 300 KB of data whose node links back
@@ -124,7 +124,7 @@ async fn discover_hostile_records(app: &mut TestApp) -> u64 {
         (done + dead == 2).then_some(())
     })
     .await;
-    let peak = peak_rss_mb(pid);
+    let peak = peak_rss_mb(pid).expect("the daemon is still running");
     daemon.signal("TERM");
     assert_eq!(daemon.wait(Duration::from_secs(20)).await, Some(0));
     peak
@@ -358,8 +358,9 @@ async fn indexes_past_every_response_cap_sync_with_flat_memory() {
         if let Ok(Some(status)) = child.try_wait() {
             break status;
         }
-        if std::fs::metadata(format!("/proc/{pid}/status")).is_ok() {
-            peak = peak.max(peak_rss_mb(pid));
+        // Between two polls the CLI may exit: its last sample stands.
+        if let Some(now) = peak_rss_mb(pid) {
+            peak = peak.max(now);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
