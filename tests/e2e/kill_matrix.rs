@@ -222,16 +222,28 @@ async fn random_kill_9s_lose_nothing_and_complete_nothing_twice() {
     )
     .await;
     assert_eq!(unaccounted, 0, "attempts and their history disagree");
-    let expired = sql_i64(
+    let expired_rows = sql_i64(
         &app,
         "SELECT count(*) FROM job_attempts WHERE outcome = 'lease_expired'",
     )
     .await;
-    println!("{expired} attempts cut short by a kill were reclaimed (lease_expired)");
+    let expired = reclaimed_leases(&app).await;
     assert_eq!(
-        expired,
-        killed_leases.len() as i64,
-        "each lease a kill cut short is reclaimed once, as lease_expired"
+        expired_rows as usize,
+        expired.len(),
+        "a lease reclaimed twice"
+    );
+    let missing: Vec<_> = killed_leases.difference(&expired).collect();
+    assert!(
+        missing.is_empty(),
+        "each lease a kill cut short is reclaimed once, as lease_expired; not: {missing:?}"
+    );
+    // A 1 s lease may also expire under a live daemon starved of CPU; it is reclaimed the same
+    // way, and the checks above (done once, every attempt on record) hold for it too.
+    println!(
+        "{} attempts cut short by a kill were reclaimed (lease_expired), {} more expired under a live daemon",
+        killed_leases.len(),
+        expired.len() - killed_leases.len()
     );
     let mut conn = connect(&app).await;
     let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
@@ -251,6 +263,19 @@ async fn connect(app: &TestApp) -> sqlx::SqliteConnection {
     sqlx::SqliteConnection::connect_with(&options)
         .await
         .expect("connect to the ledger file")
+}
+
+/// `job id:lease token` of every attempt reclaimed after its lease expired.
+async fn reclaimed_leases(app: &TestApp) -> BTreeSet<String> {
+    let mut conn = connect(app).await;
+    let leases: Vec<String> = sqlx::query_scalar(
+        "SELECT job_id || ':' || lease_token FROM job_attempts WHERE outcome = 'lease_expired'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.ok();
+    leases.into_iter().collect()
 }
 
 /// `job id:lease token` of every running job.
