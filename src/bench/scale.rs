@@ -123,8 +123,14 @@ pub async fn scale_bench(
     };
     let known: Vec<NewJob> = known_souls.iter().map(discover).collect();
     // The daemon's own batch (`sync::BATCH`), then the 5 000 the target names.
-    let (ms, report) =
-        median(|| ledger.enqueue_many(&known[..known.len().min(1000)], DISCOVERY, now)).await?;
+    let (ms, report) = median(|| {
+        ledger.enqueue_many(
+            &known[..known.len().min(crate::sync::BATCH)],
+            DISCOVERY,
+            now,
+        )
+    })
+    .await?;
     record("cycle_uniqueness_1000_known", ms, report.skipped);
     let (ms, report) = median(|| ledger.enqueue_many(&known, DISCOVERY, now)).await?;
     record("cycle_uniqueness_5000_known", ms, report.skipped);
