@@ -47,6 +47,7 @@ pub async fn execute(args: JobsArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         state: args.state.as_deref().map(parse_state).transpose()?,
         kind: args.kind.as_deref().map(parse_kind).transpose()?,
         key: args.key,
+        before: None,
         limit: if limit == 0 { u32::MAX } else { limit },
     };
     let ledger = global.open_ledger_read_only().await?;

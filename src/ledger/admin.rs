@@ -91,7 +91,7 @@ impl Ledger {
         &self,
         request: &Requeue,
         now: Timestamp,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<RequeueReport, LedgerError> {
         if request.ids.is_empty()
             && request.state.is_none()
@@ -109,6 +109,7 @@ impl Ledger {
                 state: request.state,
                 kind: request.kind,
                 key: request.key.as_deref(),
+                before: None,
                 limit: i64::MAX,
             })
             .await?;

@@ -10,6 +10,7 @@
 mod admin;
 pub mod backoff;
 mod cycles;
+pub mod dashboard;
 mod enqueue;
 mod finish;
 pub mod lease;
@@ -35,6 +36,7 @@ use sqlx::{Connection, SqliteConnection};
 pub use admin::{Cancelled, Pruned, Requeue, RequeueReport, Space, Vacuum};
 pub use backoff::Backoff;
 pub use cycles::{CycleCounts, CycleId};
+pub use dashboard::{Bucket, DeadReason, Throughput};
 pub use lookup::{Deletion, REFUSED_KEY};
 pub use model::{
     Completion, EnqueueReport, Enqueued, Finish, Finished, JobId, LeaseToken, LeasedJob, NewJob,

@@ -17,6 +17,8 @@ pub struct JobFilter {
     pub state: Option<JobState>,
     pub kind: Option<JobKind>,
     pub key: Option<String>,
+    /// Only jobs with a smaller id: the last id of the previous page (keyset pagination).
+    pub before: Option<i64>,
     pub limit: u32,
 }
 
@@ -26,6 +28,7 @@ impl Default for JobFilter {
             state: None,
             kind: None,
             key: None,
+            before: None,
             limit: 50,
         }
     }
@@ -106,6 +109,8 @@ pub(super) struct Matching<'a> {
     pub state: Option<JobState>,
     pub kind: Option<JobKind>,
     pub key: Option<&'a str>,
+    /// Only ids below this one (keyset pagination).
+    pub before: Option<i64>,
     pub limit: i64,
 }
 
@@ -166,6 +171,7 @@ impl Ledger {
                 state: filter.state,
                 kind: filter.kind,
                 key: filter.key.as_deref(),
+                before: filter.before,
                 limit: i64::from(filter.limit),
             })
             .await?;
@@ -184,19 +190,22 @@ impl Ledger {
         let state = m.state.map(JobState::as_str);
         let kind = m.kind.map(JobKind::as_str);
         let limit = m.limit;
+        // A plain range on `id`, so each index below walks from the page's first row.
+        let before = m.before.unwrap_or(i64::MAX);
         if !m.ids.is_empty() {
             let ids = json!(m.ids.iter().map(|id| id.0).collect::<Vec<_>>()).to_string();
             return sqlx::query_scalar!(
                 r#"SELECT id AS "id!: i64" FROM jobs
                    WHERE id IN (SELECT value FROM json_each(?1))
                      AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR kind = ?3)
-                     AND (?4 IS NULL OR key = ?4)
+                     AND (?4 IS NULL OR key = ?4) AND id < ?6
                    ORDER BY id DESC LIMIT ?5"#,
                 ids,
                 state,
                 kind,
                 m.key,
                 limit,
+                before,
             )
             .fetch_all(&self.reader)
             .await
@@ -212,12 +221,13 @@ impl Ledger {
                 sqlx::query_scalar!(
                     r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_by_kind_key
                        WHERE kind IN (SELECT value FROM json_each(?1)) AND key = ?2
-                         AND (?3 IS NULL OR state = ?3)
+                         AND (?3 IS NULL OR state = ?3) AND id < ?5
                        ORDER BY id DESC LIMIT ?4"#,
                     kinds,
                     key,
                     state,
                     limit,
+                    before,
                 )
                 .fetch_all(&self.reader)
                 .await
@@ -228,10 +238,12 @@ impl Ledger {
                 sqlx::query_scalar!(
                     r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_parked
                        WHERE state IN ('dead', 'cancelled') AND state = ?1 AND (?2 IS NULL OR kind = ?2)
+                         AND id < ?4
                        ORDER BY state, id DESC LIMIT ?3"#,
                     state,
                     kind,
                     limit,
+                    before,
                 )
                 .fetch_all(&self.reader)
                 .await
@@ -240,10 +252,12 @@ impl Ledger {
                 sqlx::query_scalar!(
                     r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_waiting_by_id
                        WHERE state IN ('pending', 'retrying') AND state = ?1 AND (?2 IS NULL OR kind = ?2)
+                         AND id < ?4
                        ORDER BY state, id DESC LIMIT ?3"#,
                     state,
                     kind,
                     limit,
+                    before,
                 )
                 .fetch_all(&self.reader)
                 .await
@@ -251,10 +265,11 @@ impl Ledger {
             (None, Some("running")) => {
                 sqlx::query_scalar!(
                     r#"SELECT id AS "id!: i64" FROM jobs INDEXED BY jobs_running_by_expiry
-                       WHERE state = 'running' AND (?1 IS NULL OR kind = ?1)
+                       WHERE state = 'running' AND (?1 IS NULL OR kind = ?1) AND id < ?3
                        ORDER BY id DESC LIMIT ?2"#,
                     kind,
                     limit,
+                    before,
                 )
                 .fetch_all(&self.reader)
                 .await
@@ -263,21 +278,23 @@ impl Ledger {
             (None, Some(state)) => {
                 sqlx::query_scalar!(
                     r#"SELECT id AS "id!: i64" FROM jobs
-                       WHERE state = ?1 AND (?2 IS NULL OR kind = ?2)
+                       WHERE state = ?1 AND (?2 IS NULL OR kind = ?2) AND id < ?4
                        ORDER BY id DESC LIMIT ?3"#,
                     state,
                     kind,
                     limit,
+                    before,
                 )
                 .fetch_all(&self.reader)
                 .await
             }
             (None, None) => {
                 sqlx::query_scalar!(
-                    r#"SELECT id AS "id!: i64" FROM jobs WHERE (?1 IS NULL OR kind = ?1)
+                    r#"SELECT id AS "id!: i64" FROM jobs WHERE (?1 IS NULL OR kind = ?1) AND id < ?3
                        ORDER BY id DESC LIMIT ?2"#,
                     kind,
                     limit,
+                    before,
                 )
                 .fetch_all(&self.reader)
                 .await
@@ -319,6 +336,7 @@ impl Ledger {
             state: None,
             kind: Some(kind),
             key: Some(key.to_string()),
+            before: None,
             limit: 1,
         };
         Ok(self.list_jobs(&filter).await?.into_iter().next())
