@@ -227,9 +227,12 @@ pub struct DaemonSettings {
     /// Milliseconds between sync cycles
     #[arg(long = "sync-interval", env = "GUN_SYNC_INTERVAL", default_value = DEFAULT_SYNC_INTERVAL_MS, value_parser = parse_millis)]
     pub sync_interval: Duration,
-    /// Address of /healthz, /metrics and /health/memory
+    /// Address of /healthz, /metrics, /health/memory and the dashboard (/ui)
     #[arg(long, env = "GUNSYNC_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Token the dashboard asks for before any action (and, off loopback, before any page)
+    #[arg(long = "ui-token", env = "GUNSYNC_UI_TOKEN", hide_env_values = true)]
+    pub ui_token: Option<Secret>,
     /// Keep sync_cycles rows this many milliseconds (older ones are pruned hourly)
     #[arg(long = "cycle-retention-ms", env = "GUNSYNC_CYCLE_RETENTION_MS", default_value = DEFAULT_CYCLE_RETENTION_MS, value_parser = parse_millis)]
     pub cycle_retention: Duration,

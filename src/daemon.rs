@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tracing::{error, info};
 
 use crate::config::{DaemonSettings, Settings};
-use crate::http::{self, HttpState, MEMORY_SAMPLE_EVERY, MemoryTracker};
+use crate::http::{self, HttpState, MEMORY_SAMPLE_EVERY, MemoryTracker, UiAccess};
 use crate::jobs::{self, JobContext};
 use crate::ledger::{Ledger, LedgerError};
 use crate::relay::{RelayClient, RelayError};
@@ -147,10 +147,12 @@ impl Daemon {
         let pool = services.pool();
         let wake = pool.waker();
         let memory = Arc::new(MemoryTracker::default());
+        let ui = UiAccess::new(listener.local_addr().ok(), daemon.ui_token.as_ref());
         let state = HttpState::new(
             services.ledger.clone(),
             services.breakers.clone(),
             memory.clone(),
+            ui,
         );
 
         let memory_task = tokio::spawn(memory.run(MEMORY_SAMPLE_EVERY, shutdown.clone()));

@@ -86,6 +86,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         sync_enabled: true,
         sync_interval: Duration::from_secs(2),
         listen: "127.0.0.1:0".parse().expect("a literal address"),
+        ui_token: None,
         cycle_retention: Duration::from_secs(7 * 24 * 3600),
     };
     let ledger = Ledger::open(
@@ -98,7 +99,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     let running = tokio::spawn(daemon.run(shutdown.clone()));
     if options.verbose {
         if let Some(addr) = addr {
-            println!("daemon running; endpoints: http://{addr}/healthz  /metrics  /health/memory");
+            println!(
+                "daemon running; dashboard: http://{addr}/ui  (endpoints /healthz  /metrics  /health/memory)"
+            );
         }
         println!(
             "relay emulator {}  elasticsearch emulator {}",

@@ -80,7 +80,9 @@ pub async fn execute(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()>
          sqlite3 {db} 'select * from job_summary'\n  \
          sqlite3 {db} 'select * from recent_failures limit 10'\n\
          retry the dead ones:\n  \
-         cargo run --release -- --database {db} requeue --state dead"
+         cargo run --release -- --database {db} requeue --state dead\n\
+         or look at it all in the browser (the dashboard, http://127.0.0.1:9464/ui):\n  \
+         cargo run --release -- --database {db} ui"
     )?;
     Ok(())
 }

@@ -11,9 +11,10 @@ pub mod output;
 mod prune;
 mod requeue;
 mod run;
-mod show;
+pub mod show;
 mod stats;
 mod sync;
+mod ui;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -132,6 +133,7 @@ pub enum Command {
     Prune(prune::PruneArgs),
     Bench(bench::BenchArgs),
     Demo(demo::DemoArgs),
+    Ui(ui::UiArgs),
 }
 
 /// Runs the parsed command.
@@ -150,5 +152,6 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Prune(args) => prune::execute(args, &global).await,
         Command::Bench(args) => bench::execute(args, &global).await,
         Command::Demo(args) => demo::execute(args, &global).await,
+        Command::Ui(args) => ui::execute(args, &global).await,
     }
 }

@@ -1,7 +1,10 @@
 //! The daemon's HTTP endpoints (axum): `/healthz` (can the ledger be read *and written*, is a
 //! circuit open, when did the last cycle finish), `/metrics` (Prometheus text, job gauges
 //! refreshed from the ledger at scrape) and `/health/memory` (RSS and open-fd samples over time
-//! with their growth rate, taken on a timer only). Read-only: no endpoint changes the ledger.
+//! with their growth rate, taken on a timer only), and the dashboard under `/ui` ([`ui`]): the
+//! only part that changes the ledger, through the same ledger calls as the CLI.
+
+pub mod ui;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,6 +24,7 @@ use crate::ledger::{JobKind, JobState, Ledger};
 use crate::shutdown::Shutdown;
 use crate::timestamp::Timestamp;
 use crate::worker::Breakers;
+pub use ui::UiAccess;
 
 /// Memory samples kept (at one per 10 s: the last hour).
 pub const MEMORY_SAMPLES: usize = 360;
@@ -48,16 +52,23 @@ pub struct HttpState {
     breakers: Arc<Breakers>,
     metrics: PrometheusHandle,
     memory: Arc<MemoryTracker>,
+    ui: Arc<UiAccess>,
     started: Instant,
 }
 
 impl HttpState {
-    pub fn new(ledger: Ledger, breakers: Arc<Breakers>, memory: Arc<MemoryTracker>) -> Self {
+    pub fn new(
+        ledger: Ledger,
+        breakers: Arc<Breakers>,
+        memory: Arc<MemoryTracker>,
+        ui: UiAccess,
+    ) -> Self {
         HttpState {
             ledger,
             breakers,
             metrics: metrics_handle().clone(),
             memory,
+            ui: Arc::new(ui),
             started: Instant::now(),
         }
     }
@@ -69,6 +80,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/health/memory", get(memory))
+        .merge(ui::routes())
         .with_state(state)
 }
 
