@@ -249,6 +249,11 @@ pub async fn scale_bench(
         record(&format!("readme:{name}"), ms, rows);
     }
 
+    // The dashboard's pages, through its router (the overview reads a day of attempts).
+    for (path, ms, bytes) in crate::http::ui::time_pages(&ledger, shown_id, REPEAT).await {
+        record(&format!("ui:{path}"), ms, bytes as u64);
+    }
+
     // Memory across scrapes: `/metrics` reads the same stats.
     let rss_mb_before_scrapes = rss_mb();
     for _ in 0..100 {

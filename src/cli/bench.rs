@@ -61,9 +61,9 @@ enum What {
     },
     /// How long what a sync cycle, the pool, the CLI and the endpoints run takes on a ledger of N
     /// jobs (a month of production: 90% done, 3% dead, 5% deletions retrying later, 2% pending
-    /// discovers, 1.4 attempt rows per job), and every README query; then a prune with vacuum.
-    /// One temporary ledger per size; with --database (one size only), the ledger is built in
-    /// that new file and kept.
+    /// discovers, 1.4 attempt rows per job), every README query and every dashboard page (its
+    /// `rows` are the page's bytes); then a prune with vacuum. One temporary ledger per size;
+    /// with --database (one size only), the ledger is built in that new file and kept.
     Scale {
         /// Ledger sizes, comma-separated
         #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000", value_parser = clap::value_parser!(u64).range(1000..=100_000_000))]
