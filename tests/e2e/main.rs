@@ -8,6 +8,7 @@ mod beside_daemon;
 mod circuit;
 mod cli;
 mod daemon;
+mod dashboard;
 mod delete;
 mod discover;
 mod disk;

@@ -53,7 +53,7 @@ impl TestApp {
     }
 
     /// The environment a command runs with: nothing inherited but PATH.
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
