@@ -104,28 +104,22 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
-    async fn text(&self, css: &str) -> String {
+    /// The element `css` selects, once the page has it.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
             .at_most(WAIT)
             .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.element(css).await.text().await.unwrap()
     }
 
     async fn click(&self, css: &str) {
-        self.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        self.element(css).await.click().await.unwrap();
     }
 
     /// Saves a PNG of the page as `name.png` and prints where (copied to
@@ -166,8 +160,13 @@ async fn spawn_ui(app: &TestApp, token: Option<&str>) -> Daemon {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_shows_the_ledger_and_requeues_in_a_real_browser() {
     let mut app = TestApp::start().await;
-    let shots = tempfile::tempdir().unwrap();
-    let Some(browser) = Browser::start(shots.path()).await else {
+    // Kept after the test, so the printed paths can be opened.
+    let shots = tempfile::Builder::new()
+        .prefix("gunsync-dashboard-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let Some(browser) = Browser::start(&shots).await else {
         return;
     };
 

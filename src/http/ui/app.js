@@ -14,7 +14,11 @@
   setInterval(function () {
     if (busy()) return;
     fetch(location.href, { headers: { "X-Gunsync-Fragment": "1" }, credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (r) {
+        // Sent to sign in (the cookie is gone): show that page itself, not inside this one.
+        if (r.redirected) { location.href = r.url; return null; }
+        return r.ok ? r.text() : null;
+      })
       .then(function (html) { if (html !== null && !busy()) main.innerHTML = html; })
       .catch(function () { /* the next tick tries again */ });
   }, every);

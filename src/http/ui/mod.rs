@@ -372,18 +372,20 @@ async fn dead(State(state): State<HttpState>, headers: HeaderMap) -> Result<Resp
 
 async fn login_form(State(state): State<HttpState>) -> Response {
     let page = pages::login(state.ui.token_digest.is_some(), &state.ui.csrf, None);
-    Html(
-        pages::layout(
-            "Sign in",
-            Nav::None,
-            &state.ui.csrf,
-            state.ui.listen,
-            None,
-            page,
-        )
-        .into_string(),
-    )
-    .into_response()
+    still_page(&state, "Sign in", page).into_response()
+}
+
+/// A whole page that does not refresh itself (sign-in, an action's result).
+fn still_page(state: &HttpState, title: &str, body: Markup) -> Html<String> {
+    let page = pages::layout(
+        title,
+        Nav::None,
+        &state.ui.csrf,
+        state.ui.listen,
+        None,
+        body,
+    );
+    Html(page.into_string())
 }
 
 async fn login(
@@ -394,17 +396,7 @@ async fn login(
     let form = Form::parse(&body);
     let page = |error: &str| {
         let page = pages::login(state.ui.token_digest.is_some(), &state.ui.csrf, Some(error));
-        Html(
-            pages::layout(
-                "Sign in",
-                Nav::None,
-                &state.ui.csrf,
-                state.ui.listen,
-                None,
-                page,
-            )
-            .into_string(),
-        )
+        still_page(&state, "Sign in", page)
     };
     if form.one("csrf") != Some(state.ui.csrf.as_str()) || !same_origin(&headers) {
         return (StatusCode::FORBIDDEN, page("the form expired: try again")).into_response();
@@ -456,18 +448,7 @@ async fn action(
     match run_action(&state, &form).await {
         Ok(report) => {
             let page = pages::action_result(&report, &back);
-            Html(
-                pages::layout(
-                    &report.title,
-                    Nav::None,
-                    &state.ui.csrf,
-                    state.ui.listen,
-                    None,
-                    page,
-                )
-                .into_string(),
-            )
-            .into_response()
+            still_page(&state, &report.title, page).into_response()
         }
         Err(e) => e.into_response(),
     }
