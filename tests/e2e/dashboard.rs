@@ -114,12 +114,43 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{css}: {e}"))
     }
 
+    /// The text of the element `css` selects. Pages refresh their content every few seconds, so
+    /// an element found just before a refresh is stale: find it again.
     async fn text(&self, css: &str) -> String {
-        self.element(css).await.text().await.unwrap()
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            match self.element(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("reading {css} again: {e}");
+                }
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
     }
 
+    /// The text of every element `css` selects, read in one script (so no refresh can come
+    /// between two of them), once there is at least one.
+    async fn rows(&self, css: &str) -> Vec<String> {
+        self.element(css).await;
+        let script =
+            "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText);";
+        let texts = self.client.execute(script, vec![json!(css)]).await.unwrap();
+        serde_json::from_value(texts).unwrap()
+    }
+
+    /// Clicks the element `css` selects (found again if a refresh replaced it, as in `text`).
     async fn click(&self, css: &str) {
-        self.element(css).await.click().await.unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            match self.element(css).await.click().await {
+                Ok(()) => return,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("clicking {css} again: {e}");
+                }
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
     }
 
     /// Saves a PNG of the page as `name.png` and prints where (copied to
@@ -222,11 +253,7 @@ async fn the_dashboard_shows_the_ledger_and_requeues_in_a_real_browser() {
     browser.screenshot("overview").await;
 
     browser.open(&daemon.url("/ui/jobs")).await;
-    let listed = browser
-        .client
-        .find_all(Locator::Css("#jobs tbody tr"))
-        .await
-        .unwrap();
+    let listed = browser.rows("#jobs tbody tr").await;
     assert_eq!(listed.len() as i64, stats.total);
     browser.screenshot("jobs").await;
 
@@ -239,14 +266,9 @@ async fn the_dashboard_shows_the_ledger_and_requeues_in_a_real_browser() {
         "{}",
         browser.text("#why").await
     );
-    let rows = browser
-        .client
-        .find_all(Locator::Css("#attempts tbody tr"))
-        .await
-        .unwrap();
+    let rows = browser.rows("#attempts tbody tr").await;
     assert_eq!(rows.len(), 3);
-    for row in rows {
-        let text = row.text().await.unwrap();
+    for text in rows {
         assert!(text.contains("500"), "{text}");
     }
     browser.screenshot("job").await;
