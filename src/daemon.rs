@@ -153,7 +153,8 @@ impl Daemon {
             services.breakers.clone(),
             memory.clone(),
             ui,
-        );
+        )
+        .waking(wake.clone());
 
         let memory_task = tokio::spawn(memory.run(MEMORY_SAMPLE_EVERY, shutdown.clone()));
         let http_shutdown = shutdown.clone();

@@ -53,6 +53,8 @@ pub struct HttpState {
     metrics: PrometheusHandle,
     memory: Arc<MemoryTracker>,
     ui: Arc<UiAccess>,
+    /// The worker pool's wake-up, poked after the dashboard requeued jobs (`None` in `gunsync ui`).
+    wake: Option<Arc<tokio::sync::Notify>>,
     started: Instant,
 }
 
@@ -69,8 +71,16 @@ impl HttpState {
             metrics: metrics_handle().clone(),
             memory,
             ui: Arc::new(ui),
+            wake: None,
             started: Instant::now(),
         }
+    }
+
+    /// Wakes the worker pool when the dashboard makes jobs runnable, so they start at once
+    /// instead of at the pool's next idle poll.
+    pub fn waking(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.wake = Some(wake);
+        self
     }
 }
 

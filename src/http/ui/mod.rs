@@ -517,6 +517,9 @@ async fn run_action(state: &HttpState, form: &Form) -> Result<ActionReport, Page
                 dry_run: false,
             };
             let report = state.ledger.requeue(&request, now, &mut |_, _| {}).await?;
+            if let (false, Some(wake)) = (report.requeued.is_empty(), &state.wake) {
+                wake.notify_one();
+            }
             let mut lines = vec![format!(
                 "{} of {} matching job(s) moved to pending with their attempts reset",
                 report.requeued.len(),
