@@ -29,11 +29,24 @@ pub enum Bucket {
 
 impl Bucket {
     /// Characters of a ledger timestamp (`YYYY-MM-DDTHH:MM:SS.sssZ`) that name the bucket.
-    fn prefix_len(self) -> i64 {
+    pub fn prefix_len(self) -> usize {
         match self {
             Bucket::Minute => 16,
             Bucket::Hour => 13,
         }
+    }
+
+    /// How long one bucket lasts.
+    pub fn width(self) -> std::time::Duration {
+        match self {
+            Bucket::Minute => std::time::Duration::from_secs(60),
+            Bucket::Hour => std::time::Duration::from_secs(3600),
+        }
+    }
+
+    /// The bucket `t` falls in, named as [`Throughput::bucket`] names it.
+    pub fn name(self, t: Timestamp) -> String {
+        t.to_string().chars().take(self.prefix_len()).collect()
     }
 }
 
@@ -58,7 +71,7 @@ impl Ledger {
         since: Timestamp,
         bucket: Bucket,
     ) -> Result<Vec<Throughput>, LedgerError> {
-        let len = bucket.prefix_len();
+        let len = bucket.prefix_len() as i64;
         sqlx::query_as!(
             Throughput,
             r#"SELECT substr(finished_at, 1, ?2) AS "bucket!: String",

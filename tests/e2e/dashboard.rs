@@ -114,19 +114,31 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{css}: {e}"))
     }
 
-    /// The text of the element `css` selects. Pages refresh their content every few seconds, so
-    /// an element found just before a refresh is stale: find it again.
-    async fn text(&self, css: &str) -> String {
+    /// Runs `act` on the element `css` selects. Pages refresh their content every few seconds,
+    /// so an element found just before a refresh is stale: find it again and retry.
+    async fn on<T, F, Fut>(&self, css: &str, act: F) -> T
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
-            match self.element(css).await.text().await {
-                Ok(text) => return text,
+            match act(self.element(css).await).await {
+                Ok(value) => return value,
                 Err(e) if std::time::Instant::now() < deadline => {
-                    eprintln!("reading {css} again: {e}");
+                    eprintln!("{css} again: {e}");
                 }
                 Err(e) => panic!("{css}: {e}"),
             }
         }
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.on(css, |e| async move { e.text().await }).await
+    }
+
+    async fn click(&self, css: &str) {
+        self.on(css, |e| async move { e.click().await }).await
     }
 
     /// The text of every element `css` selects, read in one script (so no refresh can come
@@ -137,20 +149,6 @@ impl Browser {
             "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText);";
         let texts = self.client.execute(script, vec![json!(css)]).await.unwrap();
         serde_json::from_value(texts).unwrap()
-    }
-
-    /// Clicks the element `css` selects (found again if a refresh replaced it, as in `text`).
-    async fn click(&self, css: &str) {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            match self.element(css).await.click().await {
-                Ok(()) => return,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    eprintln!("clicking {css} again: {e}");
-                }
-                Err(e) => panic!("{css}: {e}"),
-            }
-        }
     }
 
     /// Saves a PNG of the page as `name.png` and prints where (copied to

@@ -67,68 +67,51 @@ impl UiAccess {
     }
 
     /// `Ok` when the request may read pages.
-    fn may_read(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    fn may_read(&self, headers: &HeaderMap) -> Result<(), PageError> {
         match (&self.token_digest, self.loopback) {
             (_, true) => Ok(()),
             (Some(_), false) if self.signed_in(headers) => Ok(()),
-            (Some(_), false) => Err(Refusal::SignIn),
-            (None, false) => Err(Refusal::Forbidden(
-                "this dashboard listens on a non-loopback address: set GUNSYNC_UI_TOKEN to open it"
-                    .into(),
+            (Some(_), false) => Err(PageError::SignIn),
+            (None, false) => Err(forbidden(
+                "this dashboard listens on a non-loopback address: set GUNSYNC_UI_TOKEN to open it",
             )),
         }
     }
 
     /// `Ok` when the request may change the ledger.
-    fn may_act(&self, headers: &HeaderMap, form: &Form) -> Result<(), Refusal> {
+    fn may_act(&self, headers: &HeaderMap, form: &Form) -> Result<(), PageError> {
         if form.one("csrf") != Some(self.csrf.as_str()) {
-            return Err(Refusal::Forbidden(
+            return Err(forbidden(
                 "the form's CSRF token is missing or stale (the daemon restarted?): reload the \
-                 page and try again"
-                    .into(),
+                 page and try again",
             ));
         }
         if !same_origin(headers) {
-            return Err(Refusal::Forbidden("cross-origin request refused".into()));
+            return Err(forbidden("cross-origin request refused"));
         }
         match (&self.token_digest, self.loopback) {
             (Some(_), _) if self.signed_in(headers) => Ok(()),
-            (Some(_), _) => Err(Refusal::Forbidden(
-                "actions need the dashboard token: sign in at /ui/login".into(),
+            (Some(_), _) => Err(forbidden(
+                "actions need the dashboard token: sign in at /ui/login",
             )),
             (None, true) => Ok(()),
-            (None, false) => Err(Refusal::Forbidden(
-                "actions on a non-loopback listener need GUNSYNC_UI_TOKEN".into(),
+            (None, false) => Err(forbidden(
+                "actions on a non-loopback listener need GUNSYNC_UI_TOKEN",
             )),
         }
     }
 }
 
-/// Why a request was refused.
-enum Refusal {
+/// Why a page or an action was not served: sent to sign in, or an error page with its status
+/// (403 refused, 400 bad input, 404, 500 for a ledger error).
+enum PageError {
     SignIn,
-    Forbidden(String),
+    Status(StatusCode, String),
 }
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::SignIn => Redirect::to("/ui/login").into_response(),
-            Refusal::Forbidden(why) => (
-                StatusCode::FORBIDDEN,
-                Html(pages::refusal(&why).into_string()),
-            )
-                .into_response(),
-        }
-    }
-}
-
-/// A page that failed: bad input (400) or a ledger error (500), shown as a page.
-struct PageError(StatusCode, String);
 
 impl From<LedgerError> for PageError {
     fn from(e: LedgerError) -> Self {
-        PageError(
+        PageError::Status(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("ledger error: {e}"),
         )
@@ -137,12 +120,21 @@ impl From<LedgerError> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        (self.0, Html(pages::refusal(&self.1).into_string())).into_response()
+        match self {
+            PageError::SignIn => Redirect::to("/ui/login").into_response(),
+            PageError::Status(status, why) => {
+                (status, Html(pages::refusal(&why).into_string())).into_response()
+            }
+        }
     }
 }
 
 fn bad_request(what: impl Into<String>) -> PageError {
-    PageError(StatusCode::BAD_REQUEST, what.into())
+    PageError::Status(StatusCode::BAD_REQUEST, what.into())
+}
+
+fn forbidden(why: &str) -> PageError {
+    PageError::Status(StatusCode::FORBIDDEN, why.to_owned())
 }
 
 /// The dashboard's routes (mounted on the daemon's listener and by `gunsync ui`).
@@ -211,41 +203,47 @@ fn respond(
         .into_response()
 }
 
-/// The throughput windows of the overview.
-pub const HOUR: Duration = Duration::from_secs(3600);
-pub const DAY: Duration = Duration::from_secs(24 * 3600);
+/// The overview's throughput charts: how far back, how wide a bar, and the caption.
+const CHARTS: [(Duration, Bucket, &str); 2] = [
+    (
+        Duration::from_secs(3600),
+        Bucket::Minute,
+        "last hour, attempts per minute",
+    ),
+    (
+        Duration::from_secs(24 * 3600),
+        Bucket::Hour,
+        "last 24 hours, attempts per hour",
+    ),
+];
 
 async fn overview(
     State(state): State<HttpState>,
     headers: HeaderMap,
-) -> Result<Response, Response> {
-    state
-        .ui
-        .may_read(&headers)
-        .map_err(IntoResponse::into_response)?;
-    let page = overview_page(&state)
-        .await
-        .map_err(IntoResponse::into_response)?;
+) -> Result<Response, PageError> {
+    state.ui.may_read(&headers)?;
+    let page = overview_page(&state).await?;
     Ok(respond(&state, &headers, Nav::Overview, "Overview", page))
 }
 
 async fn overview_page(state: &HttpState) -> Result<Markup, PageError> {
     let now = Timestamp::now();
     let stats = state.ledger.stats(now, 10).await?;
-    let hour = state
-        .ledger
-        .throughput(now.minus(HOUR), Bucket::Minute)
-        .await?;
-    let day = state
-        .ledger
-        .throughput(now.minus(DAY), Bucket::Hour)
-        .await?;
+    let mut charts = Vec::with_capacity(CHARTS.len());
+    for (window, bucket, label) in CHARTS {
+        let buckets = state.ledger.throughput(now.minus(window), bucket).await?;
+        charts.push(pages::Chart {
+            window,
+            bucket,
+            label,
+            buckets,
+        });
+    }
     let health = state.ledger.health();
     Ok(pages::overview(&pages::Overview {
         now,
         stats: &stats,
-        hour: &hour,
-        day: &day,
+        charts: &charts,
         health: &health,
     }))
 }
@@ -262,18 +260,13 @@ struct JobsQuery {
 impl JobsQuery {
     fn parse(query: Option<&str>) -> Result<Self, PageError> {
         let form = Form::parse(query.unwrap_or_default().as_bytes());
-        let text = |name: &str| form.one(name).map(str::trim).filter(|v| !v.is_empty());
+        let Filter { state, kind, key } = form.filter()?;
         Ok(JobsQuery {
-            state: text("state")
-                .map(str::parse)
-                .transpose()
-                .map_err(|e| bad_request(format!("{e}")))?,
-            kind: text("kind")
-                .map(str::parse)
-                .transpose()
-                .map_err(|e| bad_request(format!("{e}")))?,
-            key: text("key").map(str::to_owned),
-            before: text("before")
+            state,
+            kind,
+            key,
+            before: form
+                .text("before")
                 .map(|b| {
                     b.parse::<i64>()
                         .map_err(|_| bad_request(format!("before: not a job id: {b:?}")))
@@ -287,12 +280,9 @@ async fn jobs(
     State(state): State<HttpState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Result<Response, Response> {
-    state
-        .ui
-        .may_read(&headers)
-        .map_err(IntoResponse::into_response)?;
-    let q = JobsQuery::parse(query.as_deref()).map_err(IntoResponse::into_response)?;
+) -> Result<Response, PageError> {
+    state.ui.may_read(&headers)?;
+    let q = JobsQuery::parse(query.as_deref())?;
     let filter = JobFilter {
         state: q.state,
         kind: q.kind,
@@ -300,11 +290,7 @@ async fn jobs(
         before: q.before,
         limit: PAGE_SIZE,
     };
-    let rows = state
-        .ledger
-        .list_jobs(&filter)
-        .await
-        .map_err(|e| PageError::from(e).into_response())?;
+    let rows = state.ledger.list_jobs(&filter).await?;
     let page = pages::jobs(&pages::Jobs {
         now: Timestamp::now(),
         state: q.state,
@@ -326,23 +312,15 @@ async fn job(
     State(state): State<HttpState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Response, Response> {
-    state
-        .ui
-        .may_read(&headers)
-        .map_err(IntoResponse::into_response)?;
-    let id: JobId = id
-        .parse()
-        .map_err(|e: String| bad_request(e).into_response())?;
-    let found = state
-        .ledger
-        .get_job(id)
-        .await
-        .map_err(|e| PageError::from(e).into_response())?;
+) -> Result<Response, PageError> {
+    state.ui.may_read(&headers)?;
+    let id: JobId = id.parse().map_err(|e: String| bad_request(e))?;
+    let found = state.ledger.get_job(id).await?;
     let Some((job, attempts)) = found else {
-        return Err(
-            PageError(StatusCode::NOT_FOUND, format!("job {id} not found")).into_response(),
-        );
+        return Err(PageError::Status(
+            StatusCode::NOT_FOUND,
+            format!("job {id} not found"),
+        ));
     };
     let now = Timestamp::now();
     let explanation = crate::cli::show::explain(&job, &attempts, now);
@@ -356,16 +334,9 @@ async fn job(
     ))
 }
 
-async fn dead(State(state): State<HttpState>, headers: HeaderMap) -> Result<Response, Response> {
-    state
-        .ui
-        .may_read(&headers)
-        .map_err(IntoResponse::into_response)?;
-    let groups = state
-        .ledger
-        .dead_reasons(DEAD_SCAN)
-        .await
-        .map_err(|e| PageError::from(e).into_response())?;
+async fn dead(State(state): State<HttpState>, headers: HeaderMap) -> Result<Response, PageError> {
+    state.ui.may_read(&headers)?;
+    let groups = state.ledger.dead_reasons(DEAD_SCAN).await?;
     let page = pages::dead(&groups, DEAD_SCAN, Timestamp::now(), &state.ui.csrf);
     Ok(respond(&state, &headers, Nav::Dead, "Dead jobs", page))
 }
@@ -435,37 +406,25 @@ async fn action(
     State(state): State<HttpState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
+) -> Result<Html<String>, PageError> {
     let form = Form::parse(&body);
-    if let Err(refusal) = state.ui.may_act(&headers, &form) {
-        return refusal.into_response();
-    }
+    state.ui.may_act(&headers, &form)?;
     let back = form
         .one("back")
         .filter(|b| b.starts_with("/ui") && !b.starts_with("//"))
-        .unwrap_or("/ui")
-        .to_owned();
-    match run_action(&state, &form).await {
-        Ok(report) => {
-            let page = pages::action_result(&report, &back);
-            still_page(&state, &report.title, page).into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+        .unwrap_or("/ui");
+    let report = run_action(&state, &form).await?;
+    let page = pages::action_result(&report, back);
+    Ok(still_page(&state, &report.title, page))
 }
 
 async fn run_action(state: &HttpState, form: &Form) -> Result<ActionReport, PageError> {
     let now = Timestamp::now();
-    let parse = |name: &str| form.one(name).map(str::trim).filter(|v| !v.is_empty());
-    let state_filter: Option<JobState> = parse("state")
-        .map(str::parse)
-        .transpose()
-        .map_err(|e| bad_request(format!("{e}")))?;
-    let kind: Option<JobKind> = parse("kind")
-        .map(str::parse)
-        .transpose()
-        .map_err(|e| bad_request(format!("{e}")))?;
-    let key = parse("key").map(str::to_owned);
+    let Filter {
+        state: state_filter,
+        kind,
+        key,
+    } = form.filter()?;
     let ids = form
         .all("id")
         .map(|id| id.parse::<JobId>().map_err(bad_request))
@@ -635,6 +594,13 @@ fn id_list(ids: &[JobId]) -> String {
     crate::cli::output::id_list(ids, 20)
 }
 
+/// What a listing or an action is filtered by (`None` = any).
+struct Filter {
+    state: Option<JobState>,
+    kind: Option<JobKind>,
+    key: Option<String>,
+}
+
 /// An `application/x-www-form-urlencoded` body or query string (repeated names kept).
 struct Form(Vec<(String, String)>);
 
@@ -648,6 +614,22 @@ impl Form {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// A value with its whitespace trimmed; `None` when absent or blank.
+    fn text(&self, name: &str) -> Option<&str> {
+        self.one(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// The `state`, `kind` and `key` a listing or an action is filtered by (blank = any).
+    fn filter(&self) -> Result<Filter, PageError> {
+        let state = self.text("state").map(str::parse).transpose();
+        let kind = self.text("kind").map(str::parse).transpose();
+        Ok(Filter {
+            state: state.map_err(|e| bad_request(format!("{e}")))?,
+            kind: kind.map_err(|e| bad_request(format!("{e}")))?,
+            key: self.text("key").map(str::to_owned),
+        })
     }
 
     fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {

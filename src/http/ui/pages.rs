@@ -9,7 +9,7 @@ use super::{ActionReport, Nav};
 use crate::cli::output::{clip, precise, relative};
 use crate::cli::show::Explanation;
 use crate::ledger::{
-    AttemptView, DeadReason, JobKind, JobState, JobView, LedgerHealth, Stats, Throughput,
+    AttemptView, Bucket, DeadReason, JobKind, JobState, JobView, LedgerHealth, Stats, Throughput,
 };
 use crate::timestamp::Timestamp;
 
@@ -78,8 +78,7 @@ fn csrf_field(csrf: &str) -> Markup {
 pub(super) struct Overview<'a> {
     pub now: Timestamp,
     pub stats: &'a Stats,
-    pub hour: &'a [Throughput],
-    pub day: &'a [Throughput],
+    pub charts: &'a [Chart],
     pub health: &'a LedgerHealth,
 }
 
@@ -136,8 +135,9 @@ pub(super) fn overview(o: &Overview<'_>) -> Markup {
         }
         h2 { "Throughput" }
         div.legend { span { i style="background:var(--done)" {} "done" } span { i style="background:var(--retry)" {} "failed, will retry" } span { i style="background:var(--dead)" {} "dead" } }
-        div.chart { (chart(o.hour, o.now, Window::Hour)) }
-        div.chart style="margin-top:8px" { (chart(o.day, o.now, Window::Day)) }
+        @for c in o.charts {
+            div.chart style="margin-bottom:8px" { (chart(c, o.now)) }
+        }
         h2 { "Last sync cycles" }
         @if s.last_cycles.is_empty() {
             p.muted { "no sync cycle yet" }
@@ -166,30 +166,25 @@ pub(super) fn overview(o: &Overview<'_>) -> Markup {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Window {
-    Hour,
-    Day,
+/// One throughput chart: the attempts of the `window` before now, counted per `bucket`.
+pub(super) struct Chart {
+    pub window: std::time::Duration,
+    pub bucket: Bucket,
+    pub label: &'static str,
+    pub buckets: Vec<Throughput>,
 }
 
-/// Stacked bars of done / retry / dead per bucket, drawn as inline SVG.
-fn chart(buckets: &[Throughput], now: Timestamp, window: Window) -> Markup {
+/// Stacked bars of done / retry / dead per bucket, oldest left, drawn as inline SVG.
+fn chart(c: &Chart, now: Timestamp) -> Markup {
     use std::collections::HashMap;
-    let (n, step, label) = match window {
-        Window::Hour => (60, 60, "last hour, attempts per minute"),
-        Window::Day => (24, 3600, "last 24 hours, attempts per hour"),
-    };
-    let len = match window {
-        Window::Hour => 16,
-        Window::Day => 13,
-    };
+    let (bucket, label) = (c.bucket, c.label);
+    let n = (c.window.as_secs() / bucket.width().as_secs()).max(1);
     let by_bucket: HashMap<&str, &Throughput> =
-        buckets.iter().map(|b| (b.bucket.as_str(), b)).collect();
+        c.buckets.iter().map(|b| (b.bucket.as_str(), b)).collect();
     // Oldest first: bucket i starts (n - 1 - i) steps before now's bucket.
     let slots: Vec<(String, [i64; 3])> = (0..n)
         .map(|i| {
-            let t = now.minus(std::time::Duration::from_secs((n - 1 - i) * step));
-            let name: String = t.to_string().chars().take(len).collect();
+            let name = bucket.name(now.minus(bucket.width() * (n - 1 - i) as u32));
             let counts = by_bucket
                 .get(name.as_str())
                 .map_or([0; 3], |b| [b.done, b.retry, b.dead]);
