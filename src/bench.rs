@@ -244,15 +244,7 @@ pub async fn worker_bench(
     config: WorkerConfig,
     shutdown: Shutdown,
 ) -> Result<WorkerBench, LedgerError> {
-    refuse_real_work(&ledger, &ledger.path().display().to_string()).await?;
-    let mut start = 0;
-    while start < jobs {
-        let end = (start + 2000).min(jobs);
-        ledger
-            .enqueue_many(&bench_jobs(start..end), Uniqueness::Ever, Timestamp::now())
-            .await?;
-        start = end;
-    }
+    enqueue_worker_jobs(&ledger, jobs).await?;
     let workers = config.workers;
     let registry = Registry::new().register(JobKind::Discover, SleepHandler(job_time));
     let started = Instant::now();
@@ -268,6 +260,21 @@ pub async fn worker_bench(
         jobs_per_sec: (report.ran as f64 / seconds.max(1e-9)).round(),
         report,
     })
+}
+
+/// Enqueues the `bench worker` jobs that are not in the ledger yet (a resumed run, or the
+/// processes of `--processes` finding them enqueued), refusing a ledger with real work.
+pub async fn enqueue_worker_jobs(ledger: &Ledger, jobs: u64) -> Result<(), LedgerError> {
+    refuse_real_work(ledger, &ledger.location()).await?;
+    let mut start = 0;
+    while start < jobs {
+        let end = (start + 2000).min(jobs);
+        ledger
+            .enqueue_many(&bench_jobs(start..end), Uniqueness::Ever, ledger.now())
+            .await?;
+        start = end;
+    }
+    Ok(())
 }
 
 struct SleepHandler(Duration);

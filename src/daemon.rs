@@ -146,6 +146,9 @@ impl Daemon {
         } = self;
         let pool = services.pool();
         let wake = pool.waker();
+        // Other nodes' enqueues and requeues wake this pool at once (PostgreSQL; the task ends
+        // when the ledger closes).
+        let _listener = services.ledger.listen(wake.clone());
         let memory = Arc::new(MemoryTracker::default());
         let ui = UiAccess::new(listener.local_addr().ok(), daemon.ui_token.as_ref());
         let state = HttpState::new(

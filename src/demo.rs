@@ -3,7 +3,7 @@
 //! deletion registry whose ES deletes fail for a while (one for good). No network needed. It
 //! prints what happened and how to inspect the ledger it leaves behind.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,11 +29,15 @@ const TYPES: [&str; 6] = ["post", "image", "video", "audio", "recipe", "organiza
 /// Records per type.
 const PER_TYPE: usize = 8;
 
+/// The schema of a PostgreSQL database that holds the demo's ledger.
+pub const DEMO_SCHEMA: &str = "gunsync_demo";
+
 /// How the demo runs.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
-    /// The ledger file (recreated).
-    pub database: PathBuf,
+    /// The ledger: a file (recreated), or a PostgreSQL URL whose schema `gunsync_demo` holds
+    /// the demo's ledger (recreated; nothing else in the database is touched).
+    pub database: String,
     /// Longest run; the demo ends earlier once every job is finished.
     pub max_run: Duration,
     /// Shortest run, so several sync cycles pass.
@@ -58,7 +62,8 @@ pub struct FailingDeletion {
 /// What the demo saw.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct DemoSummary {
-    pub database: PathBuf,
+    /// Where the ledger is: the file, or the URL that selects the demo's schema.
+    pub database: String,
     pub elapsed_ms: u64,
     pub cycles: i64,
     pub es_documents: usize,
@@ -72,7 +77,12 @@ pub struct DemoSummary {
 /// When the emulators cannot bind loopback ports or the ledger cannot be created.
 pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     let started = Instant::now();
-    remove_database(&options.database)?;
+    let database = if Ledger::is_postgres_url(&options.database) {
+        Ledger::postgres_schema(&options.database, DEMO_SCHEMA, true).await?
+    } else {
+        remove_database(Path::new(&options.database))?;
+        options.database.clone()
+    };
     let relay = RelayEmulator::start().await;
     let es = EsEmulator::start().await?;
     let seeded = seed(&relay, &es)?;
@@ -89,10 +99,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         ui_token: None,
         cycle_retention: Duration::from_secs(7 * 24 * 3600),
     };
-    let ledger = Ledger::open(
-        LedgerOptions::new(options.database.to_string_lossy()).synchronous(Synchronous::Normal),
-    )
-    .await?;
+    let ledger =
+        Ledger::open(LedgerOptions::new(&database).synchronous(Synchronous::Normal)).await?;
     let daemon = Daemon::build(Arc::new(settings), daemon_settings, ledger.clone()).await?;
     let addr = daemon.local_addr();
     let shutdown = Shutdown::new();
@@ -139,7 +147,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     shutdown.stop();
     running.await??;
 
-    let ledger = Ledger::open(LedgerOptions::new(options.database.to_string_lossy())).await?;
+    let ledger = Ledger::open(LedgerOptions::new(&database)).await?;
     let stats = ledger.stats(Timestamp::now(), 1000).await?;
     let mut failing = Vec::new();
     for (did, failures) in &seeded.failing {
@@ -154,7 +162,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         });
     }
     let summary = DemoSummary {
-        database: options.database.clone(),
+        database,
         elapsed_ms: started.elapsed().as_millis() as u64,
         cycles: stats.last_cycles.len() as i64,
         es_documents: es.doc_count("records"),

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::http::ProcessSample;
 use crate::ledger::lease::LeaseParams;
-use crate::ledger::operator::{OPERATOR_QUERIES, SCALE_KEY_PREFIX};
+use crate::ledger::operator::SCALE_KEY_PREFIX;
 use crate::ledger::{
     Completion, Finish, JobFilter, JobId, JobKind, JobState, Ledger, LedgerError, LedgerOptions,
     NewJob, Requeue, Synchronous, Uniqueness, Vacuum,
@@ -103,7 +103,7 @@ pub async fn scale_bench(
         })
         .await?;
     let build_seconds = started.elapsed().as_secs_f64();
-    let file_bytes = ledger.file_size();
+    let file_bytes = ledger.file_size().await;
     let mut ops = Vec::new();
     let mut record = |name: &str, ms: f64, rows: u64| {
         progress(&format!("{name:>28}: {ms:>9.2} ms ({rows} rows)"));
@@ -244,7 +244,7 @@ pub async fn scale_bench(
     let mut quiet = |_, _| {};
     let (ms, report) = once(|| ledger.requeue(&request, Timestamp::now(), &mut quiet)).await?;
     record("requeue_id", ms, report.requeued.len() as u64);
-    for (name, sql) in OPERATOR_QUERIES {
+    for (name, sql) in ledger.operator_queries() {
         let (ms, rows) = median(|| ledger.run_operator_query(sql)).await?;
         record(&format!("readme:{name}"), ms, rows);
     }

@@ -45,6 +45,10 @@ enum What {
         /// Lease length in milliseconds
         #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..))]
         lease_ms: u64,
+        /// Worker processes sharing a PostgreSQL --database: the jobs are enqueued first, then
+        /// this many `bench worker` processes drain them together (wall time of all of them)
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=16))]
+        processes: Option<u16>,
     },
     /// One sync cycle and its discovery over N records in the relay and ES emulators (the real
     /// syncer, worker pool and handlers), then a second cycle over the same records. One run per
@@ -136,7 +140,14 @@ pub async fn execute(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()>
             job_ms,
             workers,
             lease_ms,
+            processes,
         } => {
+            if let Some(processes) = processes {
+                return run_worker_processes(
+                    global, &database, jobs, job_ms, workers, lease_ms, processes,
+                )
+                .await;
+            }
             let BenchDatabase::Path(_) = database else {
                 return run_worker_bench(global, true, jobs, job_ms, workers, lease_ms).await;
             };
@@ -304,5 +315,82 @@ async fn run_worker_bench(
     .await?;
     ledger.close().await;
     outln!("{}", serde_json::to_string(&report)?)?;
+    Ok(())
+}
+
+/// `bench worker --processes N`: enqueues the jobs, then runs N `bench worker` processes on the
+/// same PostgreSQL ledger at once and reports the jobs per second of all of them together (wall
+/// time from the first start to the last exit).
+async fn run_worker_processes(
+    global: &GlobalArgs,
+    database: &BenchDatabase,
+    jobs: u64,
+    job_ms: u64,
+    workers: u16,
+    lease_ms: u64,
+    processes: u16,
+) -> anyhow::Result<()> {
+    let BenchDatabase::Path(url) = database else {
+        return Err(UsageError(
+            "--processes needs a shared ledger: --database postgres://…".into(),
+        )
+        .into());
+    };
+    let ledger = global.open_ledger().await?;
+    if !ledger.is_shared() {
+        ledger.close().await;
+        return Err(UsageError(
+            "--processes needs a ledger processes can share: --database postgres://…".into(),
+        )
+        .into());
+    }
+    bench::enqueue_worker_jobs(&ledger, jobs).await?;
+    ledger.close().await;
+    let exe = std::env::current_exe()?;
+    let started = std::time::Instant::now();
+    let children = (0..processes)
+        .map(|_| {
+            tokio::process::Command::new(&exe)
+                .args(["--database", url, "bench", "worker"])
+                .args(["--jobs", &jobs.to_string(), "--job-ms", &job_ms.to_string()])
+                .args([
+                    "--workers",
+                    &workers.to_string(),
+                    "--lease-ms",
+                    &lease_ms.to_string(),
+                ])
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::inherit())
+                .kill_on_drop(true)
+                .output()
+        })
+        .collect::<Vec<_>>();
+    let outputs = futures::future::try_join_all(children).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut reports = Vec::new();
+    for output in outputs {
+        if !output.status.success() {
+            anyhow::bail!("a bench worker process failed: {}", output.status);
+        }
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        reports.push(report);
+    }
+    let ran: u64 = reports
+        .iter()
+        .map(|r| r["report"]["ran"].as_u64().unwrap_or(0))
+        .sum();
+    outln!(
+        "{}",
+        serde_json::json!({
+            "jobs": jobs,
+            "processes": processes,
+            "workers": workers,
+            "job_ms": job_ms,
+            "seconds": seconds,
+            "ran": ran,
+            "jobs_per_sec": (ran as f64 / seconds.max(1e-9)).round(),
+            "per_process": reports,
+        })
+    )?;
     Ok(())
 }

@@ -3,7 +3,6 @@
 use super::output::{id_list, not_found, out, plural};
 use super::{GlobalArgs, parse_ids};
 use crate::ledger::Cancelled;
-use crate::timestamp::Timestamp;
 
 /// Cancel pending or retrying jobs
 ///
@@ -25,7 +24,7 @@ pub struct CancelArgs {
 pub async fn execute(args: CancelArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let ids = parse_ids(&args.ids)?;
     let ledger = global.open_ledger().await?;
-    let result = ledger.cancel(&ids, Timestamp::now()).await;
+    let result = ledger.cancel(&ids, ledger.now()).await;
     ledger.close().await;
     let report = result?;
     out!("{}", render(&report))?;

@@ -7,11 +7,14 @@ use std::time::Duration;
 use super::GlobalArgs;
 use super::output::outln;
 use crate::demo::{self, DemoOptions, describe_states};
+use crate::ledger::Ledger;
 
 /// Run the daemon for a few seconds against local emulators and show the ledger it leaves
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Ledger file of the demo (recreated each run)
+    /// Ledger file of the demo (recreated each run). With a PostgreSQL --database
+    /// (GUNSYNC_DATABASE=postgres://…), the demo's ledger is the schema `gunsync_demo` there
+    /// instead (recreated each run; nothing else in that database is touched)
     #[arg(long, default_value = "./data/gunsync-demo.db")]
     pub demo_database: PathBuf,
     /// Longest run in seconds (it stops earlier once every job is finished)
@@ -22,9 +25,16 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
-pub async fn execute(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
+pub async fn execute(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    // A PostgreSQL --database (GUNSYNC_DATABASE) hosts the demo in a schema of its own; a file
+    // path there is the production ledger, which the demo never touches.
+    let database = if Ledger::is_postgres_url(&global.database) {
+        global.database.clone()
+    } else {
+        args.demo_database.to_string_lossy().into_owned()
+    };
     let options = DemoOptions {
-        database: args.demo_database.clone(),
+        database,
         max_run: Duration::from_secs(args.seconds.max(2)),
         min_run: Duration::from_secs(8).min(Duration::from_secs(args.seconds.max(2))),
         verbose: !args.json,
@@ -42,7 +52,13 @@ pub async fn execute(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()>
         outln!("{}", serde_json::to_string_pretty(&summary)?)?;
         return Ok(());
     }
-    let db = summary.database.display();
+    let db = shell_quoted(&summary.database);
+    // The demo's PostgreSQL URL selects its schema (`options=-c search_path=…`), for psql too.
+    let sql = if Ledger::is_postgres_url(&summary.database) {
+        format!("psql {db} -c")
+    } else {
+        format!("sqlite3 {db}")
+    };
     outln!(
         "\nafter {:.1} s: {} sync cycles, {} documents in Elasticsearch",
         summary.elapsed_ms as f64 / 1000.0,
@@ -77,12 +93,24 @@ pub async fn execute(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()>
         "\ninspect the ledger:\n  \
          cargo run --release -- --database {db} jobs --state dead\n  \
          cargo run --release -- --database {db} stats\n  \
-         sqlite3 {db} 'select * from job_summary'\n  \
-         sqlite3 {db} 'select * from recent_failures limit 10'\n\
+         {sql} 'select * from job_summary'\n  \
+         {sql} 'select * from recent_failures limit 10'\n\
          retry the dead ones:\n  \
          cargo run --release -- --database {db} requeue --state dead\n\
          or look at it all in the browser (the dashboard, http://127.0.0.1:9464/ui):\n  \
          cargo run --release -- --database {db} ui"
     )?;
     Ok(())
+}
+
+/// `text` as one shell word (single-quoted when it holds anything a shell would read).
+fn shell_quoted(text: &str) -> String {
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-:@".contains(c))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }

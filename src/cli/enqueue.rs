@@ -9,7 +9,6 @@ use super::{GlobalArgs, UsageError, parse_count, parse_kind};
 use crate::domain::Did;
 use crate::ledger::model::DEFAULT_MAX_ATTEMPTS;
 use crate::ledger::{Enqueued, LedgerError, NewJob};
-use crate::timestamp::Timestamp;
 
 /// Add a job by hand
 ///
@@ -70,7 +69,7 @@ pub async fn execute(args: EnqueueArgs, global: &GlobalArgs) -> anyhow::Result<(
         .payload(payload)
         .max_attempts(max_attempts);
     let ledger = global.open_ledger().await?;
-    let result = match ledger.enqueue(&job, Timestamp::now()).await {
+    let result = match ledger.enqueue(&job, ledger.now()).await {
         Err(LedgerError::Invalid { reason, .. }) => Err(UsageError(reason).into()),
         other => other.context("enqueue"),
     };

@@ -19,7 +19,8 @@ mod ui;
 use clap::{Args, Parser, Subcommand};
 
 use crate::ledger::{
-    DEFAULT_DATABASE, JobId, JobKind, JobState, Ledger, LedgerOptions, Synchronous,
+    DEFAULT_DATABASE, DEFAULT_MAX_CONNECTIONS, JobId, JobKind, JobState, Ledger, LedgerOptions,
+    Synchronous,
 };
 
 /// An error in how gunsync was called (exit status 2), found after clap's own parsing.
@@ -44,9 +45,20 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// The ledger: an SQLite file path or `sqlite:` URL (created if missing, except by the
-    /// commands that only read: jobs, show, stats)
+    /// commands that only read: jobs, show, stats), or a `postgres://user@host/db` URL that
+    /// several gunsync nodes share
     #[arg(long, global = true, env = "GUNSYNC_DATABASE", default_value = DEFAULT_DATABASE, value_parser = parse_database)]
     pub database: String,
+    /// PostgreSQL only: connections this process opens at most (one listens for other nodes'
+    /// wake-ups); size the server's max_connections for every node
+    #[arg(
+        long,
+        global = true,
+        env = "GUNSYNC_DATABASE_MAX_CONNECTIONS",
+        default_value_t = DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(2..=64)
+    )]
+    pub database_max_connections: u32,
     /// SQLite `synchronous` setting: `full` survives power loss, `normal` is faster
     #[arg(
         long,
@@ -82,7 +94,9 @@ impl GlobalArgs {
     }
 
     fn ledger_options(&self) -> LedgerOptions {
-        LedgerOptions::new(&self.database).synchronous(self.synchronous)
+        LedgerOptions::new(&self.database)
+            .synchronous(self.synchronous)
+            .max_connections(self.database_max_connections)
     }
 }
 

@@ -5,7 +5,6 @@
 use super::output::{id_list, not_found, out, plural, progress};
 use super::{GlobalArgs, UsageError, parse_ids, parse_kind, parse_state};
 use crate::ledger::{Requeue, RequeueReport};
-use crate::timestamp::Timestamp;
 
 /// Run finished or retrying jobs again now
 ///
@@ -69,7 +68,7 @@ pub async fn execute(args: RequeueArgs, global: &GlobalArgs) -> anyhow::Result<(
     // The bar appears with the first batch, once the total is known.
     let mut bar = None;
     let result = ledger
-        .requeue(&request, Timestamp::now(), &mut |done, total| {
+        .requeue(&request, ledger.now(), &mut |done, total| {
             bar.get_or_insert_with(|| progress(Some(total), "requeueing"))
                 .set_position(done);
         })

@@ -46,7 +46,19 @@ pub async fn execute(args: SyncArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     let shutdown = Shutdown::new();
     tokio::spawn(super::run::stop_on_signals(shutdown.clone()));
 
-    let cycle = services.syncer().run_cycle(&shutdown).await?;
+    // On a shared (PostgreSQL) ledger, wait for a running daemon's cycle to end: one at a time.
+    let lock = loop {
+        if let Some(lock) = ledger.try_cycle_lock().await? {
+            break lock;
+        }
+        if shutdown.is_stopping() {
+            anyhow::bail!("stopped while another node was running a sync cycle");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let cycle = services.syncer().run_cycle(&shutdown).await;
+    lock.release().await;
+    let cycle = cycle?;
     let drain = if args.wait && !shutdown.is_stopping() {
         Some(services.pool().drain(shutdown.clone()).await?)
     } else {

@@ -4,10 +4,10 @@
 
 use std::collections::HashSet;
 
+use super::health::Track;
 use super::model::JobId;
 use super::query::Matching;
-use super::write::Track;
-use super::{JobKind, JobState, Ledger, LedgerError};
+use super::{JobKind, JobState, LedgerError, SqliteLedger};
 use crate::timestamp::Timestamp;
 
 /// Rows per write transaction in bulk operations.
@@ -64,7 +64,7 @@ pub struct Space {
     pub free_pages: i64,
 }
 
-/// How [`Ledger::give_back_space`] may work.
+/// How [`SqliteLedger::give_back_space`] may work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Vacuum {
     /// Incremental vacuum in short transactions, where the file allows it (a ledger created
@@ -83,36 +83,73 @@ pub struct Pruned {
     pub attempts: u64,
 }
 
-impl Ledger {
-    /// Moves matching finished or retrying jobs back to `pending`, runnable now, keeping their
-    /// attempt history. Never touches a running job, and never creates a second active job for a
-    /// `(kind, key)`. `progress(done, total)` is called after each batch.
-    pub async fn requeue(
-        &self,
-        request: &Requeue,
-        now: Timestamp,
-        progress: &mut (dyn FnMut(u64, u64) + Send),
-    ) -> Result<RequeueReport, LedgerError> {
-        if request.ids.is_empty()
-            && request.state.is_none()
-            && request.kind.is_none()
-            && request.key.is_none()
+impl Requeue {
+    /// Refuses a request that names no job and no filter (it would requeue everything).
+    pub(super) fn check(&self) -> Result<(), LedgerError> {
+        if self.ids.is_empty() && self.state.is_none() && self.kind.is_none() && self.key.is_none()
         {
             return Err(LedgerError::Invalid {
                 what: "requeue",
                 reason: "give job ids or at least one filter (--state, --kind, --key)".into(),
             });
         }
-        let matched = self
-            .matching_ids(&Matching {
-                ids: &request.ids,
-                state: request.state,
-                kind: request.kind,
-                key: request.key.as_deref(),
-                before: None,
-                limit: i64::MAX,
-            })
-            .await?;
+        Ok(())
+    }
+
+    /// The jobs it names, as the listings' filter.
+    pub(super) fn matching(&self) -> Matching<'_> {
+        Matching {
+            ids: &self.ids,
+            state: self.state,
+            kind: self.kind,
+            key: self.key.as_deref(),
+            before: None,
+            limit: i64::MAX,
+        }
+    }
+}
+
+/// Sorts the jobs a requeue matched, `(id, kind, key, state)` newest first, into the report's
+/// skips (running, pending, an older job of a key already taken, named ids that do not exist)
+/// and the candidates to requeue: of several finished jobs of one key the newest is requeued.
+pub(super) fn plan<'a>(
+    request: &Requeue,
+    rows: impl ExactSizeIterator<Item = (i64, &'a str, &'a str, &'a str)>,
+) -> (RequeueReport, Vec<i64>) {
+    let mut report = RequeueReport {
+        matched: rows.len() as u64,
+        ..Default::default()
+    };
+    let mut found = HashSet::new();
+    let mut seen_keys = HashSet::new();
+    let mut candidates = Vec::new();
+    for (id, kind, key, state) in rows {
+        found.insert(id);
+        match state {
+            "running" => report.skipped_running += 1,
+            "pending" => report.skipped_pending += 1,
+            _ if !seen_keys.insert((kind, key)) => report.skipped_duplicate += 1,
+            _ => candidates.push(id),
+        }
+    }
+    report.missing = request
+        .ids
+        .iter()
+        .copied()
+        .filter(|id| !found.contains(&id.0))
+        .collect();
+    (report, candidates)
+}
+
+impl SqliteLedger {
+    pub async fn requeue(
+        &self,
+        request: &Requeue,
+        now: Timestamp,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<RequeueReport, LedgerError> {
+        request.check()?;
+        let matched = self.matching_ids(&request.matching()).await?;
         let matched = serde_json::to_string(&matched).expect("ids serialize");
         let rows = sqlx::query!(
             r#"SELECT id AS "id!: i64", kind AS "kind!: String", key AS "key!: String", state AS "state!: String"
@@ -124,30 +161,11 @@ impl Ledger {
         .await
         .on_read(&self.health)?;
 
-        let mut report = RequeueReport {
-            matched: rows.len() as u64,
-            ..Default::default()
-        };
-        let found: HashSet<i64> = rows.iter().map(|r| r.id).collect();
-        report.missing = request
-            .ids
-            .iter()
-            .copied()
-            .filter(|id| !found.contains(&id.0))
-            .collect();
-        // Newest first, so of several finished jobs of one key the newest is the one requeued.
-        let mut seen_keys = HashSet::new();
-        let mut candidates = Vec::new();
-        for row in &rows {
-            match row.state.as_str() {
-                "running" => report.skipped_running += 1,
-                "pending" => report.skipped_pending += 1,
-                _ if !seen_keys.insert((row.kind.as_str(), row.key.as_str())) => {
-                    report.skipped_duplicate += 1
-                }
-                _ => candidates.push(row.id),
-            }
-        }
+        let (mut report, candidates) = plan(
+            request,
+            rows.iter()
+                .map(|r| (r.id, r.kind.as_str(), r.key.as_str(), r.state.as_str())),
+        );
         if request.dry_run {
             // Would-be duplicates of an active job are only known by asking; do it read-only.
             let blocked = self.blocked_by_active(&candidates).await?;
@@ -216,7 +234,6 @@ impl Ledger {
         Ok(blocked)
     }
 
-    /// Cancels pending or retrying jobs; reports the ids it could not cancel and why.
     pub async fn cancel(&self, ids: &[JobId], now: Timestamp) -> Result<Cancelled, LedgerError> {
         let mut report = Cancelled::default();
         for chunk in ids.chunks(ADMIN_BATCH) {
@@ -246,9 +263,6 @@ impl Ledger {
         Ok(report)
     }
 
-    /// Deletes finished jobs (and their attempts) that finished before `cutoff`; `state` narrows
-    /// it to one of `done`, `dead`, `cancelled`. `progress(deleted_so_far)` is called after each
-    /// batch.
     pub async fn prune(
         &self,
         cutoff: Timestamp,
@@ -336,10 +350,7 @@ impl Ledger {
     }
 }
 
-impl Ledger {
-    /// Gives the pages freed by deletions back to the file system, so the file shrinks: in
-    /// batches of short write transactions (`PRAGMA incremental_vacuum`), then a WAL checkpoint.
-    /// A ledger whose file cannot vacuum incrementally is rewritten only with [`Vacuum::Full`].
+impl SqliteLedger {
     pub async fn give_back_space(&self, vacuum: Vacuum) -> Result<Space, LedgerError> {
         let bytes_before = self.file_size();
         let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
@@ -387,8 +398,7 @@ impl Ledger {
     }
 }
 
-impl Ledger {
-    /// The database file's size in bytes (0 if it cannot be read); the WAL is not counted.
+impl SqliteLedger {
     pub fn file_size(&self) -> u64 {
         std::fs::metadata(self.path()).map_or(0, |m| m.len())
     }

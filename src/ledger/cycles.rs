@@ -1,9 +1,9 @@
 //! The `sync_cycles` table: one row per cycle and peer, so operators can see what each cycle
 //! read and enqueued, and `/healthz` can tell when the last one finished.
 
+use super::health::Track;
 use super::model::bounded_error;
-use super::write::Track;
-use super::{Ledger, LedgerError};
+use super::{LedgerError, SqliteLedger};
 use crate::timestamp::Timestamp;
 
 /// A `sync_cycles` row id.
@@ -27,8 +27,7 @@ pub struct CycleCounts {
     pub deletions_ignored: u64,
 }
 
-impl Ledger {
-    /// Records that a cycle started on `peer`.
+impl SqliteLedger {
     pub async fn start_cycle(&self, peer: &str, now: Timestamp) -> Result<CycleId, LedgerError> {
         let mut tx = self.begin_write().await?;
         let id = sqlx::query_scalar!(
@@ -43,7 +42,6 @@ impl Ledger {
         Ok(CycleId(id))
     }
 
-    /// Records how a cycle ended (`error` = why it stopped early, if it did).
     pub async fn finish_cycle(
         &self,
         id: CycleId,
@@ -82,7 +80,6 @@ impl Ledger {
         tx.commit().await
     }
 
-    /// When the most recent cycle finished (`None` = no cycle has finished yet).
     pub async fn last_cycle_finished_at(&self) -> Result<Option<Timestamp>, LedgerError> {
         let at =
             sqlx::query_scalar!(r#"SELECT max(finished_at) AS "at: Timestamp" FROM sync_cycles"#)
@@ -92,8 +89,6 @@ impl Ledger {
         Ok(at)
     }
 
-    /// Deletes the records of cycles that started before `cutoff`, in short batches; returns
-    /// how many.
     pub async fn prune_cycles(&self, cutoff: Timestamp) -> Result<u64, LedgerError> {
         let mut pruned = 0;
         loop {

@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
+use super::health::Track;
 use super::model::JobId;
-use super::write::Track;
-use super::{JobKind, Ledger, LedgerError};
+use super::{JobKind, LedgerError, SqliteLedger};
 use crate::timestamp::Timestamp;
 
 /// Attempts that ended in one time bucket, by outcome.
@@ -63,9 +63,7 @@ pub struct DeadReason {
     pub newest_at: Option<Timestamp>,
 }
 
-impl Ledger {
-    /// Attempts that finished at or after `since`, counted per `bucket`, oldest bucket first
-    /// (buckets with no attempt are absent).
+impl SqliteLedger {
     pub async fn throughput(
         &self,
         since: Timestamp,
@@ -89,8 +87,6 @@ impl Ledger {
         .on_read(&self.health)
     }
 
-    /// The newest `scan` dead jobs grouped by kind and reason (see [`DeadReason`]), largest
-    /// group first.
     pub async fn dead_reasons(&self, scan: u32) -> Result<Vec<DeadReason>, LedgerError> {
         let scan = i64::from(scan);
         sqlx::query_as!(
@@ -111,8 +107,6 @@ impl Ledger {
         .on_read(&self.health)
     }
 
-    /// Every dead job of `kind` whose reason (see [`DeadReason`]) is `reason` (`None`: no error
-    /// recorded), newest first: what "requeue all of this reason" acts on.
     pub async fn dead_with_reason(
         &self,
         kind: JobKind,
@@ -139,6 +133,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::ledger::testutil::both_backends;
     use crate::ledger::testutil::{JobSeed, ledger, seed};
     use crate::ledger::{JobFilter, JobState};
 
@@ -149,118 +144,6 @@ mod tests {
             last_error: error.map(str::to_owned),
             ..JobSeed::default()
         }
-    }
-
-    #[tokio::test]
-    async fn listings_page_by_keyset_newest_first() {
-        let (_dir, ledger) = ledger().await;
-        let mut ids = Vec::new();
-        for _ in 0..7 {
-            ids.push(seed(&ledger, dead(JobKind::Delete, Some("e"))).await.0);
-        }
-        seed(&ledger, JobSeed::default()).await;
-        for filter in [
-            JobFilter::default(),
-            JobFilter {
-                state: Some(JobState::Dead),
-                ..JobFilter::default()
-            },
-            JobFilter {
-                kind: Some(JobKind::Delete),
-                ..JobFilter::default()
-            },
-        ] {
-            let mut seen = Vec::new();
-            let mut before = None;
-            loop {
-                let page = ledger
-                    .list_jobs(&JobFilter {
-                        before,
-                        limit: 3,
-                        ..filter.clone()
-                    })
-                    .await
-                    .unwrap();
-                let Some(last) = page.last() else { break };
-                before = Some(last.id);
-                seen.extend(page.iter().map(|j| j.id).filter(|id| ids.contains(id)));
-            }
-            let mut newest_first = ids.clone();
-            newest_first.reverse();
-            assert_eq!(seen, newest_first, "{filter:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn dead_jobs_group_by_kind_and_reason_over_the_newest_ones() {
-        let (_dir, ledger) = ledger().await;
-        // The same cause, worded with each job's own key.
-        let mut http500 = Vec::new();
-        for i in 0..3 {
-            let key = format!("did:gun:abc:post-{i}");
-            let error = format!("delete {key}: HTTP 500 (gave up on {key})");
-            let job = JobSeed {
-                key,
-                ..dead(JobKind::Delete, Some(&error))
-            };
-            http500.push(seed(&ledger, job).await);
-        }
-        let silent = seed(&ledger, dead(JobKind::Delete, None)).await;
-        for _ in 0..2 {
-            seed(&ledger, dead(JobKind::Discover, Some("invalid record"))).await;
-        }
-        seed(
-            &ledger,
-            JobSeed {
-                state: JobState::Cancelled,
-                last_error: Some("HTTP 500".into()),
-                kind: JobKind::Delete,
-                ..JobSeed::default()
-            },
-        )
-        .await;
-        let groups = ledger.dead_reasons(100).await.unwrap();
-        let shape: Vec<_> = groups
-            .iter()
-            .map(|g| (g.kind.as_str(), g.reason.as_deref(), g.jobs))
-            .collect();
-        assert_eq!(
-            shape,
-            [
-                ("delete", Some("HTTP 500 (gave up on <key>)"), 3),
-                ("discover", Some("invalid record"), 2),
-                ("delete", None, 1),
-            ]
-        );
-        assert_eq!(groups[0].newest_id, http500[2].0);
-        // Only the newest two dead jobs (both discovers) when the scan is bounded at 2.
-        let bounded = ledger.dead_reasons(2).await.unwrap();
-        assert_eq!(bounded.len(), 1);
-        assert_eq!(bounded[0].jobs, 2);
-
-        let mut expected = http500.clone();
-        expected.reverse();
-        assert_eq!(
-            ledger
-                .dead_with_reason(JobKind::Delete, Some("HTTP 500 (gave up on <key>)"))
-                .await
-                .unwrap(),
-            expected
-        );
-        assert_eq!(
-            ledger
-                .dead_with_reason(JobKind::Delete, None)
-                .await
-                .unwrap(),
-            [silent]
-        );
-        assert!(
-            ledger
-                .dead_with_reason(JobKind::Discover, Some("HTTP 500"))
-                .await
-                .unwrap()
-                .is_empty()
-        );
     }
 
     #[tokio::test]
@@ -289,7 +172,7 @@ mod tests {
             .bind(at(finished).minus(Duration::from_millis(5)))
             .bind(at(finished))
             .bind(outcome)
-            .execute(&ledger.writer)
+            .execute(&ledger.sqlite().writer)
             .await
             .unwrap();
         }
@@ -306,5 +189,115 @@ mod tests {
         let hours = ledger.throughput(since, Bucket::Hour).await.unwrap();
         assert_eq!(hours.len(), 1);
         assert_eq!((hours[0].done, hours[0].retry, hours[0].dead), (2, 2, 1));
+    }
+
+    both_backends! {
+        async fn listings_page_by_keyset_newest_first(ledger) {
+            let mut ids = Vec::new();
+            for _ in 0..7 {
+                ids.push(seed(&ledger, dead(JobKind::Delete, Some("e"))).await.0);
+            }
+            seed(&ledger, JobSeed::default()).await;
+            for filter in [
+                JobFilter::default(),
+                JobFilter {
+                    state: Some(JobState::Dead),
+                    ..JobFilter::default()
+                },
+                JobFilter {
+                    kind: Some(JobKind::Delete),
+                    ..JobFilter::default()
+                },
+            ] {
+                let mut seen = Vec::new();
+                let mut before = None;
+                loop {
+                    let page = ledger
+                        .list_jobs(&JobFilter {
+                            before,
+                            limit: 3,
+                            ..filter.clone()
+                        })
+                        .await
+                        .unwrap();
+                    let Some(last) = page.last() else { break };
+                    before = Some(last.id);
+                    seen.extend(page.iter().map(|j| j.id).filter(|id| ids.contains(id)));
+                }
+                let mut newest_first = ids.clone();
+                newest_first.reverse();
+                assert_eq!(seen, newest_first, "{filter:?}");
+            }
+        }
+
+        async fn dead_jobs_group_by_kind_and_reason_over_the_newest_ones(ledger) {
+            // The same cause, worded with each job's own key.
+            let mut http500 = Vec::new();
+            for i in 0..3 {
+                let key = format!("did:gun:abc:post-{i}");
+                let error = format!("delete {key}: HTTP 500 (gave up on {key})");
+                let job = JobSeed {
+                    key,
+                    ..dead(JobKind::Delete, Some(&error))
+                };
+                http500.push(seed(&ledger, job).await);
+            }
+            let silent = seed(&ledger, dead(JobKind::Delete, None)).await;
+            for _ in 0..2 {
+                seed(&ledger, dead(JobKind::Discover, Some("invalid record"))).await;
+            }
+            seed(
+                &ledger,
+                JobSeed {
+                    state: JobState::Cancelled,
+                    last_error: Some("HTTP 500".into()),
+                    kind: JobKind::Delete,
+                    ..JobSeed::default()
+                },
+            )
+            .await;
+            let groups = ledger.dead_reasons(100).await.unwrap();
+            let shape: Vec<_> = groups
+                .iter()
+                .map(|g| (g.kind.as_str(), g.reason.as_deref(), g.jobs))
+                .collect();
+            assert_eq!(
+                shape,
+                [
+                    ("delete", Some("HTTP 500 (gave up on <key>)"), 3),
+                    ("discover", Some("invalid record"), 2),
+                    ("delete", None, 1),
+                ]
+            );
+            assert_eq!(groups[0].newest_id, http500[2].0);
+            // Only the newest two dead jobs (both discovers) when the scan is bounded at 2.
+            let bounded = ledger.dead_reasons(2).await.unwrap();
+            assert_eq!(bounded.len(), 1);
+            assert_eq!(bounded[0].jobs, 2);
+
+            let mut expected = http500.clone();
+            expected.reverse();
+            assert_eq!(
+                ledger
+                    .dead_with_reason(JobKind::Delete, Some("HTTP 500 (gave up on <key>)"))
+                    .await
+                    .unwrap(),
+                expected
+            );
+            assert_eq!(
+                ledger
+                    .dead_with_reason(JobKind::Delete, None)
+                    .await
+                    .unwrap(),
+                [silent]
+            );
+            assert!(
+                ledger
+                    .dead_with_reason(JobKind::Discover, Some("HTTP 500"))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
     }
 }

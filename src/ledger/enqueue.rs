@@ -4,17 +4,16 @@
 
 use serde_json::json;
 
+use super::health::Track;
 use super::model::{EnqueueReport, Enqueued, JobId, NewJob, Uniqueness};
-use super::write::Track;
-use super::{Ledger, LedgerError};
+use super::{LedgerError, SqliteLedger};
 use crate::timestamp::Timestamp;
 
 /// Rows per INSERT in a batch enqueue: large enough to amortise, small enough that one
 /// statement never holds the write lock for long.
-const ENQUEUE_CHUNK: usize = 2000;
+pub(super) const ENQUEUE_CHUNK: usize = 2000;
 
-impl Ledger {
-    /// Adds one job unless an active job of the same `(kind, key)` exists.
+impl SqliteLedger {
     pub async fn enqueue(&self, job: &NewJob, now: Timestamp) -> Result<Enqueued, LedgerError> {
         validate(job)?;
         let kind = job.kind.as_str();
@@ -58,13 +57,6 @@ impl Ledger {
         Ok(result)
     }
 
-    /// Adds many jobs in few statements, skipping each job that an existing job of its
-    /// `(kind, key)` blocks under `unique`. Jobs that fail validation are an error for the whole
-    /// call; nothing is written then.
-    ///
-    /// The blocking jobs are looked up on a reader first, so a batch of keys the ledger already
-    /// knows (a sync cycle over unchanged records) takes no write lock at all; the insert
-    /// repeats the check for the rest inside its transaction.
     pub async fn enqueue_many(
         &self,
         jobs: &[NewJob],
@@ -165,16 +157,16 @@ impl Ledger {
 /// `cancelled_blocks`, or if it finished (done / dead) after `done_after` / `dead_after` —
 /// and, when `by_revision`, is not of an older revision than the new job.
 #[derive(Clone, Copy, Debug)]
-struct Blocking {
-    any_job: bool,
-    cancelled_blocks: bool,
-    done_after: Timestamp,
-    dead_after: Timestamp,
-    by_revision: bool,
+pub(super) struct Blocking {
+    pub(super) any_job: bool,
+    pub(super) cancelled_blocks: bool,
+    pub(super) done_after: Timestamp,
+    pub(super) dead_after: Timestamp,
+    pub(super) by_revision: bool,
 }
 
 impl Blocking {
-    fn of(unique: Uniqueness, now: Timestamp) -> Self {
+    pub(super) fn of(unique: Uniqueness, now: Timestamp) -> Self {
         let active_only = Blocking {
             any_job: false,
             cancelled_blocks: false,
@@ -242,7 +234,7 @@ fn batch_json<'a>(jobs: impl IntoIterator<Item = &'a NewJob>, now: Timestamp) ->
     .to_string()
 }
 
-fn validate(job: &NewJob) -> Result<(), LedgerError> {
+pub(super) fn validate(job: &NewJob) -> Result<(), LedgerError> {
     let invalid = |reason: String| LedgerError::Invalid {
         what: "job",
         reason,
@@ -253,8 +245,15 @@ fn validate(job: &NewJob) -> Result<(), LedgerError> {
             job.key.len()
         )));
     }
+    // PostgreSQL's text and jsonb cannot hold NUL; refused on both backends alike.
+    if job.key.contains('\0') {
+        return Err(invalid("key must not contain a NUL character".into()));
+    }
     if !job.payload.is_object() {
         return Err(invalid("payload must be a JSON object".into()));
+    }
+    if job.payload.to_string().contains("\\u0000") {
+        return Err(invalid("payload must not contain a NUL character".into()));
     }
     Ok(())
 }
@@ -266,184 +265,9 @@ mod tests {
     use sqlx::Connection;
 
     use super::*;
+    use crate::ledger::testutil::both_backends;
     use crate::ledger::testutil::{JobSeed, ledger, seed};
     use crate::ledger::{JobKind, JobState};
-
-    #[tokio::test]
-    async fn second_enqueue_of_an_active_key_reports_already_queued() {
-        let (_dir, ledger) = ledger().await;
-        let now = Timestamp::now();
-        let job = NewJob::new(JobKind::Delete, "did:gun:abc:1");
-        let first = ledger.enqueue(&job, now).await.unwrap();
-        let second = ledger.enqueue(&job, now).await.unwrap();
-        assert!(matches!(first, Enqueued::Created(_)));
-        assert_eq!(second, Enqueued::AlreadyQueued(first.id()));
-        let other_kind = ledger
-            .enqueue(&NewJob::new(JobKind::Discover, "did:gun:abc:1"), now)
-            .await
-            .unwrap();
-        assert!(matches!(other_kind, Enqueued::Created(_)));
-    }
-
-    #[tokio::test]
-    async fn a_finished_key_can_be_enqueued_again() {
-        let (_dir, ledger) = ledger().await;
-        let done = seed(
-            &ledger,
-            JobSeed {
-                key: "k".into(),
-                state: JobState::Done,
-                ..Default::default()
-            },
-        )
-        .await;
-        let again = ledger
-            .enqueue(&NewJob::new(JobKind::Discover, "k"), Timestamp::now())
-            .await
-            .unwrap();
-        assert!(matches!(again, Enqueued::Created(id) if id != done));
-    }
-
-    #[tokio::test]
-    async fn enqueue_rejects_a_non_object_payload_and_an_empty_key() {
-        let (_dir, ledger) = ledger().await;
-        let now = Timestamp::now();
-        let bad_payload = NewJob::new(JobKind::Discover, "k").payload(serde_json::json!([1]));
-        assert!(matches!(
-            ledger.enqueue(&bad_payload, now).await,
-            Err(LedgerError::Invalid { .. })
-        ));
-        assert!(matches!(
-            ledger
-                .enqueue(&NewJob::new(JobKind::Discover, ""), now)
-                .await,
-            Err(LedgerError::Invalid { .. })
-        ));
-    }
-
-    #[tokio::test]
-    async fn batch_enqueue_with_active_uniqueness_skips_active_keys_only() {
-        let (_dir, ledger) = ledger().await;
-        let now = Timestamp::now();
-        seed(
-            &ledger,
-            JobSeed {
-                key: "a".into(),
-                state: JobState::Retrying,
-                ..Default::default()
-            },
-        )
-        .await;
-        seed(
-            &ledger,
-            JobSeed {
-                key: "b".into(),
-                state: JobState::Done,
-                ..Default::default()
-            },
-        )
-        .await;
-        let jobs: Vec<_> = ["a", "b", "c", "c"]
-            .iter()
-            .map(|k| NewJob::new(JobKind::Discover, *k))
-            .collect();
-        let report = ledger
-            .enqueue_many(&jobs, Uniqueness::Active, now)
-            .await
-            .unwrap();
-        assert_eq!(
-            report,
-            EnqueueReport {
-                created: 2,
-                skipped: 2
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn batch_enqueue_with_ever_uniqueness_skips_any_known_key() {
-        let (_dir, ledger) = ledger().await;
-        let now = Timestamp::now();
-        seed(
-            &ledger,
-            JobSeed {
-                key: "a".into(),
-                state: JobState::Dead,
-                ..Default::default()
-            },
-        )
-        .await;
-        let jobs: Vec<_> = ["a", "b"]
-            .iter()
-            .map(|k| NewJob::new(JobKind::Discover, *k))
-            .collect();
-        let report = ledger
-            .enqueue_many(&jobs, Uniqueness::Ever, now)
-            .await
-            .unwrap();
-        assert_eq!(
-            report,
-            EnqueueReport {
-                created: 1,
-                skipped: 1
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn finished_keys_are_reenqueued_only_after_the_reprocess_window() {
-        let (_dir, ledger) = ledger().await;
-        let now = Timestamp::now();
-        let hour = Duration::from_secs(3600);
-        let old = now.minus(hour * 25);
-        let recent = now.minus(hour);
-        for (key, state, processed_at) in [
-            ("old-done", JobState::Done, old),
-            ("old-dead", JobState::Dead, old),
-            ("recent-dead", JobState::Dead, recent),
-            ("cancelled", JobState::Cancelled, old),
-        ] {
-            seed(
-                &ledger,
-                JobSeed {
-                    kind: JobKind::Delete,
-                    key: key.into(),
-                    state,
-                    processed_at: Some(processed_at),
-                    ..Default::default()
-                },
-            )
-            .await;
-        }
-        let keys = ["old-done", "old-dead", "recent-dead", "cancelled", "new"];
-        let jobs: Vec<_> = keys
-            .iter()
-            .map(|k| NewJob::new(JobKind::Delete, *k))
-            .collect();
-        let report = ledger
-            .enqueue_many(&jobs, Uniqueness::FinishedWithin(hour * 24), now)
-            .await
-            .unwrap();
-        assert_eq!(
-            report,
-            EnqueueReport {
-                created: 3,
-                skipped: 2
-            }
-        );
-        // A window of zero means "never again".
-        let report = ledger
-            .enqueue_many(&jobs, Uniqueness::FinishedWithin(Duration::ZERO), now)
-            .await
-            .unwrap();
-        assert_eq!(
-            report,
-            EnqueueReport {
-                created: 0,
-                skipped: 5
-            }
-        );
-    }
 
     #[tokio::test]
     async fn revision_uniqueness_reindexes_newer_records_and_retries_old_deaths_only() {
@@ -512,7 +336,7 @@ mod tests {
                     .id;
                 sqlx::query("DELETE FROM jobs WHERE id = ?")
                     .bind(id)
-                    .execute(&ledger.writer)
+                    .execute(&ledger.sqlite().writer)
                     .await
                     .unwrap();
             }
@@ -566,5 +390,171 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("locked"), "{err}");
         sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    }
+
+    both_backends! {
+        async fn second_enqueue_of_an_active_key_reports_already_queued(ledger) {
+            let now = Timestamp::now();
+            let job = NewJob::new(JobKind::Delete, "did:gun:abc:1");
+            let first = ledger.enqueue(&job, now).await.unwrap();
+            let second = ledger.enqueue(&job, now).await.unwrap();
+            assert!(matches!(first, Enqueued::Created(_)));
+            assert_eq!(second, Enqueued::AlreadyQueued(first.id()));
+            let other_kind = ledger
+                .enqueue(&NewJob::new(JobKind::Discover, "did:gun:abc:1"), now)
+                .await
+                .unwrap();
+            assert!(matches!(other_kind, Enqueued::Created(_)));
+        }
+
+        async fn a_finished_key_can_be_enqueued_again(ledger) {
+            let done = seed(
+                &ledger,
+                JobSeed {
+                    key: "k".into(),
+                    state: JobState::Done,
+                    ..Default::default()
+                },
+            )
+            .await;
+            let again = ledger
+                .enqueue(&NewJob::new(JobKind::Discover, "k"), Timestamp::now())
+                .await
+                .unwrap();
+            assert!(matches!(again, Enqueued::Created(id) if id != done));
+        }
+
+        async fn enqueue_rejects_a_non_object_payload_and_an_empty_key(ledger) {
+            let now = Timestamp::now();
+            let bad_payload = NewJob::new(JobKind::Discover, "k").payload(serde_json::json!([1]));
+            assert!(matches!(
+                ledger.enqueue(&bad_payload, now).await,
+                Err(LedgerError::Invalid { .. })
+            ));
+            assert!(matches!(
+                ledger
+                    .enqueue(&NewJob::new(JobKind::Discover, ""), now)
+                    .await,
+                Err(LedgerError::Invalid { .. })
+            ));
+        }
+
+        async fn batch_enqueue_with_active_uniqueness_skips_active_keys_only(ledger) {
+            let now = Timestamp::now();
+            seed(
+                &ledger,
+                JobSeed {
+                    key: "a".into(),
+                    state: JobState::Retrying,
+                    ..Default::default()
+                },
+            )
+            .await;
+            seed(
+                &ledger,
+                JobSeed {
+                    key: "b".into(),
+                    state: JobState::Done,
+                    ..Default::default()
+                },
+            )
+            .await;
+            let jobs: Vec<_> = ["a", "b", "c", "c"]
+                .iter()
+                .map(|k| NewJob::new(JobKind::Discover, *k))
+                .collect();
+            let report = ledger
+                .enqueue_many(&jobs, Uniqueness::Active, now)
+                .await
+                .unwrap();
+            assert_eq!(
+                report,
+                EnqueueReport {
+                    created: 2,
+                    skipped: 2
+                }
+            );
+        }
+
+        async fn batch_enqueue_with_ever_uniqueness_skips_any_known_key(ledger) {
+            let now = Timestamp::now();
+            seed(
+                &ledger,
+                JobSeed {
+                    key: "a".into(),
+                    state: JobState::Dead,
+                    ..Default::default()
+                },
+            )
+            .await;
+            let jobs: Vec<_> = ["a", "b"]
+                .iter()
+                .map(|k| NewJob::new(JobKind::Discover, *k))
+                .collect();
+            let report = ledger
+                .enqueue_many(&jobs, Uniqueness::Ever, now)
+                .await
+                .unwrap();
+            assert_eq!(
+                report,
+                EnqueueReport {
+                    created: 1,
+                    skipped: 1
+                }
+            );
+        }
+
+        async fn finished_keys_are_reenqueued_only_after_the_reprocess_window(ledger) {
+            let now = Timestamp::now();
+            let hour = Duration::from_secs(3600);
+            let old = now.minus(hour * 25);
+            let recent = now.minus(hour);
+            for (key, state, processed_at) in [
+                ("old-done", JobState::Done, old),
+                ("old-dead", JobState::Dead, old),
+                ("recent-dead", JobState::Dead, recent),
+                ("cancelled", JobState::Cancelled, old),
+            ] {
+                seed(
+                    &ledger,
+                    JobSeed {
+                        kind: JobKind::Delete,
+                        key: key.into(),
+                        state,
+                        processed_at: Some(processed_at),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            }
+            let keys = ["old-done", "old-dead", "recent-dead", "cancelled", "new"];
+            let jobs: Vec<_> = keys
+                .iter()
+                .map(|k| NewJob::new(JobKind::Delete, *k))
+                .collect();
+            let report = ledger
+                .enqueue_many(&jobs, Uniqueness::FinishedWithin(hour * 24), now)
+                .await
+                .unwrap();
+            assert_eq!(
+                report,
+                EnqueueReport {
+                    created: 3,
+                    skipped: 2
+                }
+            );
+            // A window of zero means "never again".
+            let report = ledger
+                .enqueue_many(&jobs, Uniqueness::FinishedWithin(Duration::ZERO), now)
+                .await
+                .unwrap();
+            assert_eq!(
+                report,
+                EnqueueReport {
+                    created: 0,
+                    skipped: 5
+                }
+            );
+        }
     }
 }

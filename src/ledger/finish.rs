@@ -4,20 +4,14 @@
 
 use serde_json::json;
 
+use super::health::Track;
 use super::lease::LeaseParams;
 use super::model::{Completion, Finish, Finished, JobId, LeaseToken, LeasedJob, bounded_error};
-use super::write::Track;
 use super::write::WriteTx;
-use super::{JobState, Ledger, LedgerError};
+use super::{JobState, LedgerError, SqliteLedger};
 use crate::timestamp::Timestamp;
 
-impl Ledger {
-    /// Ends the attempt a lease holder is running and reports the job's new state. A `Retry` of a
-    /// job that has used all its attempts parks it `dead` (DESIGN §2: the decision is made when an
-    /// attempt fails, never when leasing).
-    ///
-    /// # Errors
-    /// [`LedgerError::LeaseLost`] if the lease expired and the job moved on: nothing changed.
+impl SqliteLedger {
     pub async fn finish(
         &self,
         id: JobId,
@@ -39,8 +33,6 @@ impl Ledger {
             .ok_or(LedgerError::LeaseLost(id))
     }
 
-    /// Ends many attempts in one transaction. Returns the jobs that changed; a completion whose
-    /// lease was lost is left out (and changed nothing).
     pub async fn finish_many(
         &self,
         completions: &[Completion],
@@ -55,9 +47,6 @@ impl Ledger {
         Ok(finished)
     }
 
-    /// Ends `completions` and leases up to `lease.max` runnable jobs, in one transaction: one
-    /// commit (one fsync under `synchronous=FULL`) for a worker pool's whole exchange with the
-    /// ledger, however many jobs it ends and takes.
     pub async fn finish_and_lease(
         &self,
         completions: &[Completion],
@@ -78,48 +67,14 @@ impl Ledger {
         Ok((finished, leased))
     }
 
-    /// [`Ledger::finish_many`] inside an open write transaction.
+    /// [`SqliteLedger::finish_many`] inside an open write transaction.
     async fn finish_in(
         &self,
         tx: &mut WriteTx,
         completions: &[Completion],
         now: Timestamp,
     ) -> Result<Vec<Finished>, LedgerError> {
-        let batch = json!(
-            completions
-                .iter()
-                .map(|c| {
-                    let (outcome, run_at, error, status) = match &c.finish {
-                        Finish::Done => ("done", None, None, None),
-                        Finish::Retry {
-                            at,
-                            error,
-                            http_status,
-                        } => (
-                            "retry",
-                            Some(at.to_string()),
-                            Some(bounded_error(error)),
-                            *http_status,
-                        ),
-                        Finish::Dead { error, http_status } => {
-                            ("dead", None, Some(bounded_error(error)), *http_status)
-                        }
-                        Finish::Paused { error, http_status } => {
-                            ("paused", None, Some(bounded_error(error)), *http_status)
-                        }
-                    };
-                    json!({
-                        "id": c.id.0,
-                        "token": c.lease_token.as_str(),
-                        "outcome": outcome,
-                        "run_at": run_at,
-                        "error": error,
-                        "http_status": status,
-                    })
-                })
-                .collect::<Vec<_>>()
-        )
-        .to_string();
+        let batch = completions_json(completions).to_string();
         // Write the attempt rows first, while the jobs still carry the lease that matches them.
         sqlx::query!(
             r#"INSERT INTO job_attempts (job_id, attempt, started_at, finished_at, outcome, error, http_status, leased_by, lease_token)
@@ -181,4 +136,43 @@ impl Ledger {
             })
             .collect()
     }
+}
+
+/// Completions as one JSON array parameter: id, lease token, outcome (`done`, `retry`, `dead`,
+/// `paused`), when a retry runs, the error (bounded) and the HTTP status.
+pub(super) fn completions_json(completions: &[Completion]) -> serde_json::Value {
+    json!(
+        completions
+            .iter()
+            .map(|c| {
+                let (outcome, run_at, error, status) = match &c.finish {
+                    Finish::Done => ("done", None, None, None),
+                    Finish::Retry {
+                        at,
+                        error,
+                        http_status,
+                    } => (
+                        "retry",
+                        Some(at.to_string()),
+                        Some(bounded_error(error)),
+                        *http_status,
+                    ),
+                    Finish::Dead { error, http_status } => {
+                        ("dead", None, Some(bounded_error(error)), *http_status)
+                    }
+                    Finish::Paused { error, http_status } => {
+                        ("paused", None, Some(bounded_error(error)), *http_status)
+                    }
+                };
+                json!({
+                    "id": c.id.0,
+                    "token": c.lease_token.as_str(),
+                    "outcome": outcome,
+                    "run_at": run_at,
+                    "error": error,
+                    "http_status": status,
+                })
+            })
+            .collect::<Vec<_>>()
+    )
 }

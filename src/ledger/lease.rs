@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::health::Track;
 use super::model::{JobId, LeaseToken, LeasedJob};
-use super::write::{Track, WriteTx};
-use super::{Ledger, LedgerError};
+use super::write::WriteTx;
+use super::{LedgerError, SqliteLedger};
 use crate::timestamp::Timestamp;
 
 /// What to lease.
@@ -22,10 +23,7 @@ pub struct LeaseParams<'a> {
     pub lease_for: Duration,
 }
 
-impl Ledger {
-    /// Leases up to `params.max` runnable jobs (`run_at <= now`), in `priority, run_at, id` order.
-    /// An empty vector means nothing is runnable now. The attempt in flight lives on the job row
-    /// (`leased_at`); its `job_attempts` row is written when it ends.
+impl SqliteLedger {
     pub async fn lease(
         &self,
         params: LeaseParams<'_>,
@@ -40,7 +38,7 @@ impl Ledger {
         Ok(jobs)
     }
 
-    /// [`Ledger::lease`] inside an open write transaction. One priority level at a time, lowest
+    /// [`SqliteLedger::lease`] inside an open write transaction. One priority level at a time, lowest
     /// first: within a level the runnable jobs are a prefix of `jobs_runnable` (ordered by
     /// `run_at`), so the statement never walks the jobs scheduled later, however many wait.
     pub(super) async fn lease_in(
@@ -125,10 +123,6 @@ impl Ledger {
         Ok(jobs)
     }
 
-    /// Extends a running job's lease to `until`.
-    ///
-    /// # Errors
-    /// [`LedgerError::LeaseLost`] if the lease expired and the job was reclaimed or re-leased.
     pub async fn heartbeat(
         &self,
         id: JobId,
@@ -154,11 +148,6 @@ impl Ledger {
         fenced(changed, id)
     }
 
-    /// Replaces a running job's payload (a handler saving progress a retry needs, e.g. the
-    /// record type a delete found before tombstoning the record).
-    ///
-    /// # Errors
-    /// [`LedgerError::LeaseLost`] if the caller no longer holds the lease.
     pub async fn set_payload(
         &self,
         id: JobId,
@@ -166,12 +155,7 @@ impl Ledger {
         payload: &Value,
         now: Timestamp,
     ) -> Result<(), LedgerError> {
-        if !payload.is_object() {
-            return Err(LedgerError::Invalid {
-                what: "payload",
-                reason: "must be a JSON object".into(),
-            });
-        }
+        object_payload(payload)?;
         let token = token.as_str();
         let payload = payload.to_string();
         let mut tx = self.begin_write().await?;
@@ -191,11 +175,6 @@ impl Ledger {
         fenced(changed, id)
     }
 
-    /// Gives a running job back at shutdown: `running → pending`, runnable now, and the attempt it
-    /// was on does not count (its attempt row says `interrupted`).
-    ///
-    /// # Errors
-    /// [`LedgerError::LeaseLost`] if the caller no longer holds the lease.
     pub async fn release(
         &self,
         id: JobId,
@@ -237,10 +216,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// Gives back leased jobs that never started (a pool's lease-ahead buffer at shutdown, or a
-    /// lease already expired when granted): `running → pending`, runnable now, the attempt taken
-    /// back and nothing written to the history (no attempt ran). Fenced like every exit from
-    /// `running`; returns how many were given back.
     pub async fn unlease(
         &self,
         jobs: &[(JobId, LeaseToken)],
@@ -274,8 +249,6 @@ impl Ledger {
         Ok(changed)
     }
 
-    /// The earliest `run_at` of a job waiting to run (`None` = nothing waiting). Workers sleep
-    /// until then instead of polling.
     pub async fn next_run_at(&self) -> Result<Option<Timestamp>, LedgerError> {
         let at = sqlx::query_scalar!(
             r#"SELECT min(run_at) AS "at: Timestamp" FROM jobs INDEXED BY jobs_waiting
@@ -287,7 +260,6 @@ impl Ledger {
         Ok(at)
     }
 
-    /// The earliest lease expiry among running jobs (`None` = nothing running).
     pub async fn next_lease_expiry(&self) -> Result<Option<Timestamp>, LedgerError> {
         let at = sqlx::query_scalar!(
             r#"SELECT min(lease_expires_at) AS "at: Timestamp" FROM jobs WHERE state = 'running'"#
@@ -299,8 +271,20 @@ impl Ledger {
     }
 }
 
+/// A job's payload must be a JSON object (what handlers read their saved progress from).
+pub(super) fn object_payload(payload: &Value) -> Result<(), LedgerError> {
+    if payload.is_object() {
+        Ok(())
+    } else {
+        Err(LedgerError::Invalid {
+            what: "payload",
+            reason: "must be a JSON object".into(),
+        })
+    }
+}
+
 /// A fenced write that touched no row means the lease was lost (it expired and moved on).
-fn fenced(rows_changed: u64, id: JobId) -> Result<(), LedgerError> {
+pub(super) fn fenced(rows_changed: u64, id: JobId) -> Result<(), LedgerError> {
     if rows_changed == 0 {
         Err(LedgerError::LeaseLost(id))
     } else {

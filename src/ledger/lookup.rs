@@ -5,11 +5,11 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
-use super::write::Track;
-use super::{Ledger, LedgerError};
+use super::health::Track;
+use super::{LedgerError, SqliteLedger};
 
 /// Keys per lookup statement (one JSON array parameter).
-const LOOKUP_CHUNK: usize = 5000;
+pub(super) const LOOKUP_CHUNK: usize = 5000;
 
 /// Payload key under which a `delete` job records why the deletion was refused (its
 /// `deletedBy` is not the record's publisher): a refused deletion deletes nothing, so it does
@@ -27,9 +27,23 @@ pub enum Deletion {
     Deleted,
 }
 
-impl Ledger {
-    /// Whether `did` was deleted by its publisher as far as the ledger knows: a `delete` job, in
-    /// any state, that was not refused — still running ([`Deletion::InProgress`]) or over.
+impl Deletion {
+    /// What the states of a DID's unrefused `delete` jobs say.
+    pub(super) fn of_states(states: &[String]) -> Deletion {
+        if states
+            .iter()
+            .any(|s| matches!(s.as_str(), "pending" | "running" | "retrying"))
+        {
+            Deletion::InProgress
+        } else if states.is_empty() {
+            Deletion::None
+        } else {
+            Deletion::Deleted
+        }
+    }
+}
+
+impl SqliteLedger {
     pub async fn deletion(&self, did: &str) -> Result<Deletion, LedgerError> {
         let states = sqlx::query_scalar!(
             r#"SELECT state AS "state!: String" FROM jobs
@@ -41,21 +55,9 @@ impl Ledger {
         .fetch_all(&self.reader)
         .await
         .on_read(&self.health)?;
-        Ok(
-            if states
-                .iter()
-                .any(|s| matches!(s.as_str(), "pending" | "running" | "retrying"))
-            {
-                Deletion::InProgress
-            } else if states.is_empty() {
-                Deletion::None
-            } else {
-                Deletion::Deleted
-            },
-        )
+        Ok(Deletion::of_states(&states))
     }
 
-    /// The subset of `dids` whose [`Ledger::deletion`] is not [`Deletion::None`].
     pub async fn deleted_keys(&self, dids: &[String]) -> Result<HashSet<String>, LedgerError> {
         let mut found = HashSet::new();
         for chunk in dids.chunks(LOOKUP_CHUNK) {
@@ -107,7 +109,7 @@ mod tests {
             if refused {
                 sqlx::query("UPDATE jobs SET payload = json_object('refused', 'deletedBy is not the publisher') WHERE id = ?")
                     .bind(id.0)
-                    .execute(&ledger.writer)
+                    .execute(&ledger.sqlite().writer)
                     .await
                     .unwrap();
             }

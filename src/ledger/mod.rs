@@ -1,61 +1,67 @@
-//! The durable job ledger (DESIGN §2): every unit of work is a row in SQLite with a state, a lease,
-//! an attempt count and a schedule. All SQL of gunsync lives in this module; nothing else touches
-//! the database. The public API speaks only the backend-neutral types of [`model`], [`query`] and
-//! [`state`], so a second backend (Postgres with `FOR UPDATE SKIP LOCKED`) is a second
-//! implementation of the same methods.
+//! The durable job ledger (DESIGN §2, §7): every unit of work is a row with a state, a lease, an
+//! attempt count and a schedule. All SQL of gunsync lives in this module (and in the `gunsync-pg`
+//! crate it calls); nothing else touches the database. The public API ([`Ledger`], its methods
+//! in `api.rs`) speaks only the backend-neutral types of [`model`], [`query`] and [`state`], and
+//! dispatches to one of two backends chosen by the database URL:
 //!
-//! Connections: one writer (SQLite has one writer anyway; a single connection means writes
-//! queue in-process instead of spinning on `SQLITE_BUSY`) and up to three readers.
+//! - SQLite, the embedded default (`sqlite.rs`, and one file per concern beside it: `enqueue.rs`,
+//!   `lease.rs`, `finish.rs`, …): one writer connection, up to three readers;
+//! - PostgreSQL, for several nodes on one ledger (`postgres/`, its statements in `gunsync-pg`):
+//!   `FOR UPDATE SKIP LOCKED` leasing, `LISTEN/NOTIFY` wake-ups, an advisory lock per sync cycle.
+//!
+//! Both pass the same specification tests (`tests.rs`, `both_backends!`).
 
 mod admin;
+mod api;
 pub mod backoff;
 mod cycles;
 pub mod dashboard;
 mod enqueue;
+mod export;
 mod finish;
+mod health;
 pub mod lease;
 mod lookup;
 pub mod model;
 pub mod operator;
+mod postgres;
 pub mod query;
 mod reclaim;
+mod sqlite;
 pub mod state;
 mod status;
 mod write;
 
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Connection, SqliteConnection};
+use tokio::sync::Notify;
+
+use crate::timestamp::Timestamp;
 
 pub use admin::{Cancelled, Pruned, Requeue, RequeueReport, Space, Vacuum};
 pub use backoff::Backoff;
 pub use cycles::{CycleCounts, CycleId};
 pub use dashboard::{Bucket, DeadReason, Throughput};
+pub use health::{LedgerHealth, WriteFailure};
 pub use lookup::{Deletion, REFUSED_KEY};
 pub use model::{
     Completion, EnqueueReport, Enqueued, Finish, Finished, JobId, LeaseToken, LeasedJob, NewJob,
     Reclaimed, Uniqueness,
 };
+pub use postgres::import::Copied;
 pub use query::{AttemptView, CycleView, JobFilter, JobView, Stats};
 pub use state::{JobKind, JobState, UnknownName};
 pub use status::CircuitView;
-pub use write::{LedgerHealth, WriteFailure};
 
-use write::{Health, Track, WriteTx};
+use postgres::PgLedger;
+use sqlite::SqliteLedger;
 
 /// Default ledger location (DESIGN §2).
 pub const DEFAULT_DATABASE: &str = "./data/gunsync.db";
 
 /// How long a statement waits for another process's write lock before failing.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// `PRAGMA synchronous`: FULL (durable across power loss, the default) or NORMAL.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -82,7 +88,13 @@ pub struct LedgerOptions {
     pub database: String,
     pub synchronous: Synchronous,
     pub busy_timeout: Duration,
+    /// PostgreSQL only: the most connections this process opens (one of them listens for
+    /// other nodes' wake-ups). SQLite always uses one writer and three readers.
+    pub max_connections: u32,
 }
+
+/// Connections per process to a PostgreSQL ledger, unless configured otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
 impl LedgerOptions {
     pub fn new(database: impl Into<String>) -> Self {
@@ -90,11 +102,17 @@ impl LedgerOptions {
             database: database.into(),
             synchronous: Synchronous::Full,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
     pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
         self.synchronous = synchronous;
+        self
+    }
+
+    pub fn max_connections(mut self, max_connections: u32) -> Self {
+        self.max_connections = max_connections;
         self
     }
 }
@@ -148,322 +166,218 @@ impl LedgerError {
     pub fn is_corruption(&self) -> bool {
         match self {
             LedgerError::Corrupt { .. } => true,
-            LedgerError::Database(e) => write::is_corruption(e),
+            LedgerError::Database(e) => health::is_corruption(e),
             _ => false,
         }
     }
 }
 
-/// The ledger. Cheap to clone: two connection pools and a shared health record.
+/// The ledger. Cheap to clone: the backend's connection pools and a shared health record.
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    writer: SqlitePool,
-    reader: SqlitePool,
-    path: PathBuf,
-    health: Arc<Health>,
+    backend: Backend,
+}
+
+/// Where the jobs live, chosen by [`LedgerOptions::database`]: a `postgres://` or
+/// `postgresql://` URL selects PostgreSQL, anything else is an SQLite file.
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(SqliteLedger),
+    Postgres(PgLedger),
 }
 
 impl Ledger {
     /// Opens (creating if needed) the ledger and brings its schema up to date.
     ///
     /// # Errors
-    /// [`LedgerError::NotALedger`] for a file that is not SQLite or holds another application's
-    /// tables (checked before any setting of the file is changed),
-    /// [`LedgerError::SchemaTooNew`] for a ledger written by a newer gunsync.
+    /// [`LedgerError::NotALedger`] for a file (or database) that holds another application's
+    /// tables (checked before anything is changed), [`LedgerError::SchemaTooNew`] for a ledger
+    /// written by a newer gunsync.
     pub async fn open(options: LedgerOptions) -> Result<Ledger, LedgerError> {
-        // Processes creating the same new ledger at once (a daemon and a CLI started together)
-        // meet SQLITE_BUSY where SQLite does not wait on its busy handler (switching the journal
-        // mode): try again until the busy timeout is spent.
-        let deadline = tokio::time::Instant::now() + options.busy_timeout;
-        loop {
-            match Ledger::open_once(&options).await {
-                Err(e) if is_busy(&e) && tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                result => return result,
-            }
-        }
+        let backend = if postgres::is_postgres_url(&options.database) {
+            Backend::Postgres(PgLedger::open(&options).await?)
+        } else {
+            Backend::Sqlite(SqliteLedger::open(options).await?)
+        };
+        Ok(Ledger { backend })
     }
 
-    async fn open_once(options: &LedgerOptions) -> Result<Ledger, LedgerError> {
-        let base = connect_options(&options.database)?;
-        let path = base.get_filename().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| LedgerError::Invalid {
-                what: "database path",
-                reason: format!("cannot create {}: {e}", dir.display()),
-            })?;
-        }
-        let base = with_settings(base, options);
-        let display = path.display().to_string();
-        // Look at what the file holds before anything changes it (journal mode, schema).
-        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        let found = inspect(base.clone().create_if_missing(true), &display, known, true).await?;
-
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(options.busy_timeout + Duration::from_secs(20))
-            .connect_with(
-                base.clone()
-                    .journal_mode(SqliteJournalMode::Wal)
-                    // The writer touches every index on each transition: 16 MiB of page cache
-                    // (readers keep SQLite's 2 MiB) bounds memory and keeps hot pages in it.
-                    .pragma("cache_size", "-16384"),
-            )
-            .await
-            .map_err(|e| classify_open_error(&display, e))?;
-        if found < known {
-            migrate(&writer, known).await?;
-        }
-        let reader = SqlitePoolOptions::new()
-            .max_connections(3)
-            .min_connections(0)
-            .idle_timeout(Duration::from_secs(60))
-            .acquire_timeout(options.busy_timeout + Duration::from_secs(20))
-            .connect_with(base)
-            .await?;
-        Ok(Ledger {
-            writer,
-            reader,
-            path,
-            health: Arc::default(),
-        })
-    }
-
-    /// Opens an existing ledger for reading only (`jobs`, `show`, `stats`): never creates a file
-    /// or a directory, never changes a setting of the file. A file that is not writable (read-only
-    /// media, a backup) is opened `immutable`. A ledger whose schema is older than this gunsync
-    /// is upgraded first when the file is writable.
+    /// Opens an existing ledger for reading only (`jobs`, `show`, `stats`): never creates an
+    /// SQLite file or a directory, never changes a setting of the file; read-only media work.
+    /// A PostgreSQL ledger is opened as by [`Ledger::open`] (the server owns its storage).
     ///
     /// # Errors
-    /// [`LedgerError::NoLedger`] when the file does not exist; otherwise as [`Ledger::open`].
+    /// [`LedgerError::NoLedger`] when the SQLite file does not exist; otherwise as [`Ledger::open`].
     pub async fn open_read_only(options: LedgerOptions) -> Result<Ledger, LedgerError> {
-        let base = connect_options(&options.database)?;
-        let path = base.get_filename().to_path_buf();
-        let display = path.display().to_string();
-        if !path.is_file() {
-            return Err(LedgerError::NoLedger { path: display });
-        }
-        // Read-only media: SQLite cannot even take a shared lock there, so tell it the file
-        // cannot change under it.
-        let immutable = !writable(&path);
-        let base = with_settings(base, &options)
-            .read_only(true)
-            .create_if_missing(false)
-            .immutable(immutable);
-        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        let found = inspect(base.clone(), &display, known, false).await?;
-        if found < known {
-            if immutable {
-                return Err(LedgerError::SchemaTooOld {
-                    path: display,
-                    found,
-                    known,
-                });
-            }
-            Ledger::open(options.clone()).await?.close().await;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .min_connections(0)
-            .acquire_timeout(options.busy_timeout + Duration::from_secs(20))
-            .connect_with(base)
-            .await
-            .map_err(|e| classify_open_error(&display, e))?;
-        Ok(Ledger {
-            writer: pool.clone(),
-            reader: pool,
-            path,
-            health: Arc::default(),
-        })
+        let backend = if postgres::is_postgres_url(&options.database) {
+            Backend::Postgres(PgLedger::open(&options).await?)
+        } else {
+            Backend::Sqlite(SqliteLedger::open_read_only(options).await?)
+        };
+        Ok(Ledger { backend })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// A PostgreSQL `database` URL that keeps the ledger in `schema` of that database (created
+    /// if missing; emptied first when `fresh`), e.g. the demo's, beside production tables.
+    ///
+    /// # Errors
+    /// [`LedgerError::Invalid`] when `database` is not a PostgreSQL URL or `schema` is not a plain
+    /// lower-case identifier; a database error when the server refuses.
+    pub async fn postgres_schema(
+        database: &str,
+        schema: &str,
+        fresh: bool,
+    ) -> Result<String, LedgerError> {
+        if !postgres::is_postgres_url(database) {
+            return Err(LedgerError::Invalid {
+                what: "database",
+                reason: "a schema needs a postgres:// ledger".into(),
+            });
+        }
+        postgres::in_schema(database, schema, fresh).await
+    }
+
+    /// Whether `database` names a PostgreSQL ledger (`postgres://` or `postgresql://`).
+    pub fn is_postgres_url(database: &str) -> bool {
+        postgres::is_postgres_url(database)
+    }
+
+    /// Where the ledger is, for messages: the SQLite file's path, or the PostgreSQL URL without
+    /// its password.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(l) => l.path().display().to_string(),
+            Backend::Postgres(l) => l.location().to_string(),
+        }
+    }
+
+    /// Whether several processes on several machines may share this ledger (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// What the writes (and any read that found damage) said about the database lately.
     pub fn health(&self) -> LedgerHealth {
-        self.health.snapshot()
+        match &self.backend {
+            Backend::Sqlite(l) => l.health(),
+            Backend::Postgres(l) => l.health.snapshot(),
+        }
     }
 
-    /// `PRAGMA quick_check`: the b-trees and pages are consistent (what `run` and `sync` check
-    /// before they work on a ledger). Takes a while on a large file: it reads every page.
+    /// SQLite: `PRAGMA quick_check`, the b-trees and pages are consistent (what `run` and
+    /// `sync` check before they work on a ledger; it reads every page). PostgreSQL guards its
+    /// own storage: nothing to check.
     ///
     /// # Errors
     /// [`LedgerError::Corrupt`] with SQLite's findings (the first few), or a database error.
     pub async fn quick_check(&self) -> Result<(), LedgerError> {
-        let findings: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)")
-            .fetch_all(&self.reader)
-            .await
-            .on_read(&self.health)?;
-        if findings.len() == 1 && findings[0] == "ok" {
-            return Ok(());
+        match &self.backend {
+            Backend::Sqlite(l) => l.quick_check().await,
+            Backend::Postgres(_) => Ok(()),
         }
-        Err(LedgerError::Corrupt {
-            path: self.path.display().to_string(),
-            problems: findings.join("; "),
-        })
     }
 
-    /// Closes both pools, checkpointing the WAL.
+    /// Closes the connection pools (checkpointing SQLite's WAL).
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        match &self.backend {
+            Backend::Sqlite(l) => l.close().await,
+            Backend::Postgres(l) => l.close().await,
+        }
     }
 
-    /// Starts a write transaction on the writer connection (see [`WriteTx`]).
-    async fn begin_write(&self) -> Result<WriteTx, LedgerError> {
-        WriteTx::begin(&self.writer, self.health.clone()).await
+    /// The time to give the ledger's methods as `now`. On PostgreSQL, the database's clock (this
+    /// node's clock corrected by the offset measured at open and by [`Ledger::sync_clock`]), so
+    /// leases one node writes and another reclaims compare times of one clock. On SQLite, the
+    /// machine's clock.
+    pub fn now(&self) -> Timestamp {
+        match &self.backend {
+            Backend::Sqlite(_) => Timestamp::now(),
+            Backend::Postgres(l) => l.now(),
+        }
+    }
+
+    /// Measures the database clock again (PostgreSQL; nothing to do on SQLite).
+    pub async fn sync_clock(&self) -> Result<(), LedgerError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(l) => l.sync_clock().await,
+        }
+    }
+
+    /// Wakes `wake` whenever another process enqueues, requeues or gives back a job
+    /// (PostgreSQL's `LISTEN`; `None` on SQLite, where other processes are seen at the idle
+    /// poll). The task ends when the ledger is closed.
+    pub fn listen(&self, wake: Arc<Notify>) -> Option<tokio::task::JoinHandle<()>> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(l) => Some(l.listen(wake)),
+        }
+    }
+
+    /// Takes the right to run a sync cycle: `None` when another node is running one now
+    /// (PostgreSQL's advisory lock, held until [`CycleLock::release`] or until this process
+    /// dies). Always granted on SQLite.
+    pub async fn try_cycle_lock(&self) -> Result<Option<CycleLock>, LedgerError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Some(CycleLock { session: None })),
+            Backend::Postgres(l) => Ok(l.try_cycle_lock().await?.map(|session| CycleLock {
+                session: Some(session),
+            })),
+        }
     }
 }
 
-/// SQLite's "database is locked" (`SQLITE_BUSY`, primary code 5).
-fn is_busy(error: &LedgerError) -> bool {
-    let LedgerError::Database(sqlx::Error::Database(db)) = error else {
-        return false;
-    };
-    db.code()
-        .and_then(|c| c.parse::<i64>().ok())
-        .is_some_and(|c| c & 0xff == 5)
-}
+impl Ledger {
+    /// The README's operator queries in this backend's SQL (`sqlite3` or `psql`), each with its
+    /// name for `bench scale`.
+    pub fn operator_queries(&self) -> &'static [(&'static str, &'static str)] {
+        match &self.backend {
+            Backend::Sqlite(_) => operator::OPERATOR_QUERIES,
+            Backend::Postgres(_) => postgres::operator::OPERATOR_QUERIES,
+        }
+    }
 
-/// Busy timeout, synchronous and the connection pragmas every connection of the ledger has.
-fn with_settings(base: SqliteConnectOptions, options: &LedgerOptions) -> SqliteConnectOptions {
-    base.busy_timeout(options.busy_timeout)
-        .synchronous(match options.synchronous {
-            Synchronous::Full => SqliteSynchronous::Full,
-            Synchronous::Normal => SqliteSynchronous::Normal,
-        })
-        .foreign_keys(true)
-        .pragma("temp_store", "memory")
-}
-
-/// Whether this process may write the file and create the WAL files beside it.
-fn writable(path: &Path) -> bool {
-    let file_ok = std::fs::OpenOptions::new().write(true).open(path).is_ok();
-    let dir_ok = path
-        .parent()
-        .map(|d| {
-            if d.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                d
+    /// Copies an SQLite ledger (`source`) into this empty PostgreSQL ledger: every job, attempt,
+    /// sync cycle and index read, keeping their ids, in one transaction (all or nothing).
+    /// `progress(table, rows)` follows it.
+    ///
+    /// # Errors
+    /// [`LedgerError::Invalid`] when this ledger is not PostgreSQL, `source` is not SQLite, or
+    /// this ledger already holds jobs or cycles.
+    pub async fn copy_from(
+        &self,
+        source: &Ledger,
+        progress: &mut dyn FnMut(&'static str, u64),
+    ) -> Result<Copied, LedgerError> {
+        match (&self.backend, &source.backend) {
+            (Backend::Postgres(to), Backend::Sqlite(from)) => {
+                to.copy_from_sqlite(from, progress).await
             }
-        })
-        .and_then(|d| std::fs::metadata(d).ok())
-        .is_some_and(|m| !m.permissions().readonly());
-    file_ok && dir_ok
-}
-
-fn connect_options(database: &str) -> Result<SqliteConnectOptions, LedgerError> {
-    let invalid = |reason: String| LedgerError::Invalid {
-        what: "database",
-        reason,
-    };
-    if database.trim().is_empty() {
-        return Err(invalid("the database path is empty".into()));
-    }
-    if database.starts_with("sqlite:") {
-        SqliteConnectOptions::from_str(database).map_err(|e| invalid(format!("{database}: {e}")))
-    } else {
-        Ok(SqliteConnectOptions::new().filename(database))
+            _ => Err(LedgerError::Invalid {
+                what: "migrate --from",
+                reason: "copies an SQLite ledger (--from sqlite:PATH) into a PostgreSQL one \
+                         (--database postgres://…)"
+                    .into(),
+            }),
+        }
     }
 }
 
-fn classify_open_error(path: &str, error: sqlx::Error) -> LedgerError {
-    match &error {
-        sqlx::Error::Database(db) if db.message().contains("not a database") => {
-            LedgerError::NotALedger {
-                path: path.to_string(),
-                reason: "the file is not an SQLite database".into(),
-            }
-        }
-        _ => LedgerError::Database(error),
-    }
+/// The right to run one sync cycle across every node sharing the ledger. Dropped without
+/// [`CycleLock::release`], its session closes, which releases it too.
+#[derive(Debug)]
+pub struct CycleLock {
+    session: Option<sqlx::PgConnection>,
 }
 
-/// Opens one plain connection (no journal mode set) and returns the schema version the file
-/// holds (0 for an empty file), refusing files that belong to something else or to a newer
-/// gunsync. An empty new file gets `auto_vacuum = INCREMENTAL` here, the only moment SQLite
-/// accepts it cheaply, so `prune` can give space back.
-async fn inspect(
-    options: SqliteConnectOptions,
-    path: &str,
-    known: i64,
-    may_initialise: bool,
-) -> Result<i64, LedgerError> {
-    let mut conn = SqliteConnection::connect_with(&options)
-        .await
-        .map_err(|e| classify_open_error(path, e))?;
-    let result = async {
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .map_err(|e| classify_open_error(path, e))?;
-        if tables.is_empty() {
-            if may_initialise {
-                sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
-                    .execute(&mut conn)
-                    .await?;
-            }
-            return Ok(0);
+impl CycleLock {
+    /// Gives the right back, for the next cycle of any node.
+    pub async fn release(mut self) {
+        if let Some(session) = self.session.take() {
+            PgLedger::cycle_unlock(session).await;
         }
-        if !tables.iter().any(|t| t == "_sqlx_migrations") {
-            return Err(LedgerError::NotALedger {
-                path: path.to_string(),
-                reason: format!("it holds other tables: {}", tables.join(", ")),
-            });
-        }
-        let found: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
-            .fetch_one(&mut conn)
-            .await?;
-        let found = found.unwrap_or(0);
-        if found > known {
-            return Err(LedgerError::SchemaTooNew {
-                path: path.to_string(),
-                found,
-                known,
-            });
-        }
-        Ok(found)
-    }
-    .await;
-    let _ = conn.close().await;
-    result
-}
-
-/// Applies pending migrations. Safe when two processes open a new ledger at once: each migration
-/// is its own transaction, so the one that loses a race on it fails ("table … already exists")
-/// while the other is still applying the next ones; it waits for that process to finish (or
-/// takes over where it stopped) instead of failing.
-async fn migrate(pool: &SqlitePool, known: i64) -> Result<(), LedgerError> {
-    let deadline = tokio::time::Instant::now() + MIGRATION_RACE_WAIT;
-    loop {
-        let first = match MIGRATOR.run(pool).await {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        let found: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
-            .fetch_one(pool)
-            .await
-            .unwrap_or(None);
-        if found == Some(known) {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(first.into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
-/// How long a process waits for another one migrating the same ledger.
-const MIGRATION_RACE_WAIT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 pub(crate) mod testutil;

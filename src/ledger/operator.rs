@@ -1,9 +1,9 @@
 //! The operator's SQL: the queries the README gives for `sqlite3 data/gunsync.db`, kept here so
 //! `bench scale` times exactly what an operator runs (a test checks they match the README), and
-//! [`Ledger::populate_scale`], the realistic ledger `bench scale` measures them on.
+//! [`SqliteLedger::populate_scale`], the realistic ledger `bench scale` measures them on.
 
-use super::write::Track;
-use super::{Ledger, LedgerError};
+use super::health::Track;
+use super::{LedgerError, SqliteLedger};
 use crate::timestamp::Timestamp;
 
 /// The README's queries, in its order, each with a short name for `bench scale`'s report.
@@ -102,7 +102,7 @@ ORDER BY died_at DESC;",
 ];
 
 /// Jobs per write transaction while building a scale ledger.
-const POPULATE_CHUNK: u64 = 50_000;
+pub(super) const POPULATE_CHUNK: u64 = 50_000;
 
 /// Keys of the scale ledger's jobs: `<prefix><n>`, a DID as the sync cycle makes them.
 pub const SCALE_KEY_PREFIX: &str = "did:gun:0a1b2c3d4e5f:post-";
@@ -110,8 +110,7 @@ pub const SCALE_KEY_PREFIX: &str = "did:gun:0a1b2c3d4e5f:post-";
 /// The attempts a dead job of the scale ledger used (its `max_attempts`).
 pub const SCALE_MAX_ATTEMPTS: i64 = 8;
 
-impl Ledger {
-    /// Runs one of [`OPERATOR_QUERIES`] on a reader and returns how many rows it gave.
+impl SqliteLedger {
     pub async fn run_operator_query(&self, sql: &'static str) -> Result<u64, LedgerError> {
         let rows = sqlx::query(sql)
             .fetch_all(&self.reader)
@@ -120,14 +119,6 @@ impl Ledger {
         Ok(rows.len() as u64)
     }
 
-    /// Fills an empty ledger with `jobs` jobs shaped like a month of production: of every 100
-    /// consecutive ids, 90 `done` (one in ten a deletion; every seventh needed two attempts),
-    /// 3 `dead` after [`SCALE_MAX_ATTEMPTS`] attempts, 5 `retrying` deletions scheduled up to two
-    /// hours from `now` (an Elasticsearch outage), 2 `pending` discovers runnable now. Finished
-    /// jobs are spread over the 30 days before `now`, newest ids last, each attempt with its
-    /// `job_attempts` row. Job `n` (0-based) has the key [`SCALE_KEY_PREFIX`]`<n>`; discovers
-    /// carry revision `n`. The triggers keep `job_counts` as they do in production.
-    /// Returns the number of attempt rows written.
     pub async fn populate_scale(
         &self,
         jobs: u64,
@@ -172,7 +163,7 @@ impl Ledger {
     }
 }
 
-/// Jobs `?1 .. ?2` of `?3` (see [`Ledger::populate_scale`]); `?4` is now, `?5` the dead jobs'
+/// Jobs `?1 .. ?2` of `?3` (see [`SqliteLedger::populate_scale`]); `?4` is now, `?5` the dead jobs'
 /// attempts, `?6` the key prefix. `t` is when the job finished (or was created), as a Julian day.
 const POPULATE_JOBS: &str = "
 WITH RECURSIVE n(i) AS (SELECT ?1 WHERE ?1 < ?2 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?2),
@@ -233,18 +224,24 @@ WHERE j.id > ?1";
 #[cfg(test)]
 mod tests {
     use super::{OPERATOR_QUERIES, SCALE_MAX_ATTEMPTS};
+    use crate::ledger::testutil::both_backends;
     use crate::ledger::{JobFilter, JobId, JobState};
     use crate::timestamp::Timestamp;
 
-    /// The SQL blocks of the README, whitespace-normalised.
-    fn readme_queries() -> Vec<String> {
+    /// The README's SQL blocks for one backend, whitespace-normalised: ```` ```sql ```` blocks run
+    /// on both, ```` ```sql sqlite ```` and ```` ```sql postgres ```` on theirs only.
+    fn readme_queries(dialect: &str) -> Vec<String> {
         let readme = include_str!("../../README.md");
         let mut out = Vec::new();
         let mut rest = readme;
-        while let Some(start) = rest.find("```sql\n") {
-            let body = &rest[start + 7..];
+        while let Some(start) = rest.find("```sql") {
+            let after = &rest[start + 6..];
+            let (info, body) = after.split_once('\n').expect("a fenced block");
             let end = body.find("```").expect("closed sql block");
-            out.push(normalise(&body[..end]));
+            let info = info.trim();
+            if info.is_empty() || info == dialect {
+                out.push(normalise(&body[..end]));
+            }
             rest = &body[end + 3..];
         }
         out
@@ -254,61 +251,70 @@ mod tests {
         sql.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
-    #[tokio::test]
-    async fn the_scale_ledger_has_the_documented_mix_and_every_query_runs_on_it() {
-        let (_dir, ledger) = crate::ledger::testutil::ledger().await;
-        let now = Timestamp::now();
-        let mut last = 0;
-        ledger
-            .populate_scale(1000, now, &mut |n| last = n)
-            .await
-            .unwrap();
-        assert_eq!(last, 1000);
-        let stats = ledger.stats(now, 0).await.unwrap();
-        let count = |kind: &str, state: &str| {
-            stats
-                .kinds
-                .get(kind)
-                .and_then(|m| m.get(state))
-                .copied()
-                .unwrap_or(0)
-        };
-        assert_eq!(count("discover", "done") + count("delete", "done"), 900);
-        assert_eq!(count("delete", "done"), 90);
-        assert_eq!(count("discover", "dead") + count("delete", "dead"), 30);
-        assert_eq!(count("delete", "retrying"), 50);
-        assert_eq!(count("discover", "pending"), 20);
-        // Only the pending discovers are runnable; the retrying deletions wait.
-        assert_eq!(stats.runnable, 20);
-        let dead = ledger
-            .list_jobs(&JobFilter {
-                state: Some(JobState::Dead),
-                limit: 1,
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap();
-        let (job, attempts) = ledger.get_job(JobId(dead[0].id)).await.unwrap().unwrap();
-        assert_eq!(job.attempts, SCALE_MAX_ATTEMPTS);
-        assert_eq!(attempts.len() as i64, SCALE_MAX_ATTEMPTS);
-        assert_eq!(attempts.last().unwrap().outcome, "dead");
-        assert!(attempts.iter().rev().skip(1).all(|a| a.outcome == "retry"));
-        // The last day holds 1/30 of the finished jobs: the hourly queries see them.
-        for (name, sql) in OPERATOR_QUERIES {
-            let rows = ledger.run_operator_query(sql).await.unwrap();
-            if matches!(*name, "job_summary" | "attempts_per_hour" | "retries_next") {
-                assert!(rows > 0, "{name} found nothing");
+    both_backends! {
+        async fn the_scale_ledger_has_the_documented_mix_and_every_query_runs_on_it(ledger) {
+            let now = Timestamp::now();
+            let mut last = 0;
+            ledger
+                .populate_scale(1000, now, &mut |n| last = n)
+                .await
+                .unwrap();
+            assert_eq!(last, 1000);
+            let stats = ledger.stats(now, 0).await.unwrap();
+            let count = |kind: &str, state: &str| {
+                stats
+                    .kinds
+                    .get(kind)
+                    .and_then(|m| m.get(state))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            assert_eq!(count("discover", "done") + count("delete", "done"), 900);
+            assert_eq!(count("delete", "done"), 90);
+            assert_eq!(count("discover", "dead") + count("delete", "dead"), 30);
+            assert_eq!(count("delete", "retrying"), 50);
+            assert_eq!(count("discover", "pending"), 20);
+            // Only the pending discovers are runnable; the retrying deletions wait.
+            assert_eq!(stats.runnable, 20);
+            let dead = ledger
+                .list_jobs(&JobFilter {
+                    state: Some(JobState::Dead),
+                    limit: 1,
+                    ..JobFilter::default()
+                })
+                .await
+                .unwrap();
+            let (job, attempts) = ledger.get_job(JobId(dead[0].id)).await.unwrap().unwrap();
+            assert_eq!(job.attempts, SCALE_MAX_ATTEMPTS);
+            assert_eq!(attempts.len() as i64, SCALE_MAX_ATTEMPTS);
+            assert_eq!(attempts.last().unwrap().outcome, "dead");
+            assert!(attempts.iter().rev().skip(1).all(|a| a.outcome == "retry"));
+            // The last day holds 1/30 of the finished jobs: the hourly queries see them.
+            for (name, sql) in ledger.operator_queries() {
+                let rows = ledger.run_operator_query(sql).await.unwrap();
+                if matches!(*name, "job_summary" | "attempts_per_hour" | "retries_next") {
+                    assert!(rows > 0, "{name} found nothing");
+                }
             }
         }
     }
 
     #[test]
     fn operator_queries_are_the_readmes() {
-        let ours: Vec<String> = OPERATOR_QUERIES.iter().map(|(_, q)| normalise(q)).collect();
-        assert_eq!(
-            ours,
-            readme_queries(),
-            "OPERATOR_QUERIES and the README's sql blocks must be the same queries in the same order"
-        );
+        for (dialect, queries) in [
+            ("sqlite", OPERATOR_QUERIES),
+            (
+                "postgres",
+                crate::ledger::postgres::operator::OPERATOR_QUERIES,
+            ),
+        ] {
+            let ours: Vec<String> = queries.iter().map(|(_, q)| normalise(q)).collect();
+            assert_eq!(
+                ours,
+                readme_queries(dialect),
+                "the {dialect} OPERATOR_QUERIES and the README's sql blocks for it must be the \
+                 same queries in the same order"
+            );
+        }
     }
 }

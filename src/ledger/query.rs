@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::health::Track;
 use super::model::JobId;
-use super::write::Track;
-use super::{JobKind, JobState, Ledger, LedgerError};
+use super::{JobKind, JobState, LedgerError, SqliteLedger};
 use crate::timestamp::Timestamp;
 
 /// Which jobs to list (filters combine with AND).
@@ -161,9 +161,7 @@ impl JobRow {
     }
 }
 
-impl Ledger {
-    /// Jobs matching `filter`, newest first, each filter through an index (see `matching_ids`):
-    /// the cost is the page asked for, not the ledger.
+impl SqliteLedger {
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobView>, LedgerError> {
         let ids = self
             .matching_ids(&Matching {
@@ -326,7 +324,6 @@ impl Ledger {
         .on_read(&self.health)
     }
 
-    /// The newest job of `(kind, key)`, in any state (`None` = the key never had one).
     pub async fn latest_job(
         &self,
         kind: JobKind,
@@ -342,7 +339,6 @@ impl Ledger {
         Ok(self.list_jobs(&filter).await?.into_iter().next())
     }
 
-    /// One job and its attempts, oldest attempt first (`None` = no such job).
     pub async fn get_job(
         &self,
         id: JobId,
@@ -378,7 +374,6 @@ impl Ledger {
         Ok(Some((job, attempts)))
     }
 
-    /// Counts by state and kind, the runnable backlog and the last `cycles` sync cycles.
     pub async fn stats(&self, now: Timestamp, cycles: u32) -> Result<Stats, LedgerError> {
         // Kept by triggers in the same transaction as every state change: a handful of rows,
         // whatever the ledger's size.
@@ -429,7 +424,6 @@ impl Ledger {
         })
     }
 
-    /// The most recent sync cycles, newest first.
     pub async fn recent_cycles(&self, limit: u32) -> Result<Vec<CycleView>, LedgerError> {
         let limit = i64::from(limit);
         sqlx::query_as!(
@@ -447,7 +441,6 @@ impl Ledger {
         .on_read(&self.health)
     }
 
-    /// The schema version: the newest migration applied (for `gunsync migrate`).
     pub async fn schema_version(&self) -> Result<i64, LedgerError> {
         let version = sqlx::query_scalar!(
             r#"SELECT max(version) AS "version: i64" FROM _sqlx_migrations WHERE success"#
@@ -458,7 +451,6 @@ impl Ledger {
         Ok(version.unwrap_or(0))
     }
 
-    /// `Ok(())` when the database answers a query (for `/healthz`).
     pub async fn ping(&self) -> Result<(), LedgerError> {
         sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64""#)
             .fetch_one(&self.reader)
@@ -468,9 +460,7 @@ impl Ledger {
     }
 }
 
-impl Ledger {
-    /// Jobs whose key does not start with `prefix` (the benchmark refuses to run in a ledger
-    /// holding real work).
+impl SqliteLedger {
     pub async fn count_jobs_outside(&self, prefix: &str) -> Result<i64, LedgerError> {
         let pattern = format!("{}%", prefix.replace('%', "\\%").replace('_', "\\_"));
         sqlx::query_scalar!(

@@ -2,17 +2,15 @@
 //! (see `state.rs`). The burned attempt still counts, so a job that kills its worker every
 //! time ends `dead`.
 
+use super::health::Track;
 use super::model::Reclaimed;
-use super::write::Track;
-use super::{Ledger, LedgerError};
+use super::{LedgerError, SqliteLedger};
 use crate::timestamp::Timestamp;
 
 /// `last_error` of a reclaimed job (DESIGN §2).
 pub const LEASE_EXPIRED: &str = "lease expired";
 
-impl Ledger {
-    /// Reclaims every running job whose lease expired at or before `now`; they become runnable
-    /// at once (`run_at = now`), or `dead` if out of attempts.
+impl SqliteLedger {
     pub async fn reclaim_expired(&self, now: Timestamp) -> Result<Reclaimed, LedgerError> {
         let mut tx = self.begin_write().await?;
         sqlx::query!(

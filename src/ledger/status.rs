@@ -3,8 +3,8 @@
 //! index on each peer (`index_reads`, so a relay that suddenly answers 404 for a large index is
 //! an error, not an empty index).
 
-use super::write::Track;
-use super::{Ledger, LedgerError};
+use super::health::Track;
+use super::{LedgerError, SqliteLedger};
 use crate::timestamp::Timestamp;
 
 /// An open circuit as recorded by the pool that opened it.
@@ -17,8 +17,7 @@ pub struct CircuitView {
     pub updated_at: Timestamp,
 }
 
-impl Ledger {
-    /// Records that `system`'s circuit is open (or still open, with a newer reason).
+impl SqliteLedger {
     pub async fn record_circuit_open(
         &self,
         system: &str,
@@ -46,8 +45,6 @@ impl Ledger {
         tx.commit().await
     }
 
-    /// Records that `system`'s circuit closed; `None` forgets every circuit (a pool starting up
-    /// has seen no failure yet).
     pub async fn record_circuit_closed(&self, system: Option<&str>) -> Result<(), LedgerError> {
         let mut tx = self.begin_write().await?;
         sqlx::query!(
@@ -60,7 +57,6 @@ impl Ledger {
         tx.commit().await
     }
 
-    /// The open circuits, oldest first.
     pub async fn circuits(&self) -> Result<Vec<CircuitView>, LedgerError> {
         sqlx::query_as!(
             CircuitView,
@@ -74,8 +70,6 @@ impl Ledger {
         .on_read(&self.health)
     }
 
-    /// How many entries `record_type`'s index on `peer` listed at its last good read (`None` =
-    /// never read with entries).
     pub async fn index_entries_seen(
         &self,
         peer: &str,
@@ -91,7 +85,6 @@ impl Ledger {
         .on_read(&self.health)
     }
 
-    /// Records a good read of `record_type`'s index on `peer` that listed `entries` entries.
     pub async fn record_index_read(
         &self,
         peer: &str,
@@ -116,9 +109,6 @@ impl Ledger {
         tx.commit().await
     }
 
-    /// Notes that a delete job removed one entry from `record_type`'s index on `peer`, so an
-    /// index emptied by deletions (which OIP's relay then answers with 404) is not mistaken for
-    /// one the relay gave up on.
     pub async fn record_index_removal(
         &self,
         peer: &str,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use futures::{StreamExt, stream};
 use tokio::sync::Notify;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 use url::Url;
 
 use crate::config::Settings;
@@ -21,7 +21,6 @@ use crate::domain::redacted;
 use crate::ledger::{CycleCounts, Ledger, LedgerError, Uniqueness};
 use crate::relay::RelayClient;
 use crate::shutdown::Shutdown;
-use crate::timestamp::Timestamp;
 use plan::{dids_of, plan_deletes, plan_discovers};
 
 /// Type indexes read at once per peer: a cycle over OIP's 37 types must not open 37 connections
@@ -147,14 +146,22 @@ impl Syncer {
                 break;
             }
             let next = tokio::time::Instant::now() + interval;
-            if let Err(e) = self.run_cycle(&shutdown).await {
-                warn!(error = %e, "sync cycle could not be recorded");
+            // Nodes sharing a PostgreSQL ledger take turns: one cycle at a time across them.
+            match self.ledger.try_cycle_lock().await {
+                Ok(Some(lock)) => {
+                    if let Err(e) = self.run_cycle(&shutdown).await {
+                        warn!(error = %e, "sync cycle could not be recorded");
+                    }
+                    lock.release().await;
+                }
+                Ok(None) => debug!("another node is running a sync cycle; skipping this one"),
+                Err(e) => warn!(error = %e, "cannot take the sync cycle lock; skipping this cycle"),
             }
             if pruned_at.is_none_or(|at| at.elapsed() >= CYCLE_PRUNE_EVERY) {
                 pruned_at = Some(tokio::time::Instant::now());
                 match self
                     .ledger
-                    .prune_cycles(Timestamp::now().minus(retention))
+                    .prune_cycles(self.ledger.now().minus(retention))
                     .await
                 {
                     Ok(0) => {}
@@ -174,7 +181,7 @@ impl Syncer {
     /// credentials).
     async fn run_peer(&self, peer: &Url, shutdown: &Shutdown) -> Result<PeerReport, LedgerError> {
         let shown = redacted(peer);
-        let id = self.ledger.start_cycle(&shown, Timestamp::now()).await?;
+        let id = self.ledger.start_cycle(&shown, self.ledger.now()).await?;
         let counts = Mutex::new(CycleCounts::default());
         let error = tokio::select! {
             r = self.sync_peer(peer, &shown, &counts) => r.err(),
@@ -191,7 +198,7 @@ impl Syncer {
         metrics::counter!("gunsync_sync_deletions_ignored_total")
             .increment(counts.deletions_ignored);
         self.ledger
-            .finish_cycle(id, counts, error.as_deref(), Timestamp::now())
+            .finish_cycle(id, counts, error.as_deref(), self.ledger.now())
             .await?;
         Ok(PeerReport {
             peer: shown,
@@ -273,7 +280,7 @@ impl Syncer {
                 .enqueue_many(
                     &deletes,
                     Uniqueness::FinishedWithin(self.settings.reprocess_after),
-                    Timestamp::now(),
+                    self.ledger.now(),
                 )
                 .await
                 .map_err(|e| format!("enqueue deletes: {e}"))?;
@@ -350,7 +357,7 @@ impl Syncer {
                     Uniqueness::Revision {
                         retry_dead_after: settings.reprocess_after,
                     },
-                    Timestamp::now(),
+                    self.ledger.now(),
                 )
                 .await
                 .map_err(|e| format!("enqueue discovers: {e}"))?;
@@ -358,7 +365,7 @@ impl Syncer {
             self.wake_if(report.created);
         }
         self.ledger
-            .record_index_read(shown, record_type, entries, Timestamp::now())
+            .record_index_read(shown, record_type, entries, self.ledger.now())
             .await
             .map_err(|e| format!("ledger: {e}"))
     }

@@ -129,7 +129,7 @@ async fn run(
                     return Ran::LeaseLost;
                 }
                 _ = shutdown.running_cancelled() => {
-                    return match ledger.release(run.job.id, &run.job.lease_token, Timestamp::now()).await {
+                    return match ledger.release(run.job.id, &run.job.lease_token, ledger.now()).await {
                         Ok(()) => { info!("released at shutdown"); Ran::Released }
                         Err(e) => { warn!(error = %e, "could not release at shutdown; the lease will expire"); Ran::Unrecorded }
                     };
@@ -145,7 +145,7 @@ async fn run(
     let finish = decide(
         &job,
         result,
-        Timestamp::now(),
+        ledger.now(),
         &config.backoff_for(kind),
         rand::random_range(-1.0..=1.0),
     );
@@ -202,9 +202,9 @@ async fn keep_lease(job: &LeasedJob, ledger: &Ledger, lease_for: Duration) -> Le
     let half = (lease_for / 2).max(Duration::from_millis(10));
     let mut next = job.lease_expires_at.minus(half);
     loop {
-        tokio::time::sleep(next.since(Timestamp::now())).await;
-        next = Timestamp::now().plus(half);
-        let now = Timestamp::now();
+        tokio::time::sleep(next.since(ledger.now())).await;
+        next = ledger.now().plus(half);
+        let now = ledger.now();
         match ledger
             .heartbeat(job.id, &job.lease_token, now.plus(lease_for), now)
             .await

@@ -21,7 +21,6 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::ledger::{Backoff, JobKind, LeasedJob, Ledger, LedgerError};
-use crate::timestamp::Timestamp;
 
 pub use breaker::Breakers;
 pub use execute::decide;
@@ -130,7 +129,7 @@ impl JobRun {
                 self.job.id,
                 &self.job.lease_token,
                 payload,
-                Timestamp::now(),
+                self.ledger.now(),
             )
             .await
             .map_err(|e: LedgerError| {

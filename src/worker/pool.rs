@@ -20,7 +20,6 @@ use super::{Registry, WorkerConfig, rescuer};
 use crate::ledger::lease::LeaseParams;
 use crate::ledger::{Completion, Finish, JobState, LeasedJob, Ledger, LedgerError};
 use crate::shutdown::Shutdown;
-use crate::timestamp::Timestamp;
 
 /// What a drain (`sync --once --wait`) did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -117,7 +116,7 @@ impl WorkerPool {
     }
 
     async fn work(self, shutdown: Shutdown, until: Until) -> Result<DrainReport, LedgerError> {
-        rescuer::reclaim_once(&self.ledger, Timestamp::now()).await?;
+        rescuer::reclaim_once(&self.ledger, self.ledger.now()).await?;
         // A pool starting up has seen no failure yet: what an earlier process recorded is stale.
         if let Err(e) = self.ledger.record_circuit_closed(None).await {
             warn!(error = %e, "clearing recorded circuits failed");
@@ -237,7 +236,7 @@ impl WorkerPool {
             jobs
         };
         d.outstanding -= never_started.len();
-        if let Err(e) = self.ledger.unlease(&never_started, Timestamp::now()).await {
+        if let Err(e) = self.ledger.unlease(&never_started, self.ledger.now()).await {
             warn!(error = %e, jobs = never_started.len(), "could not give back jobs leased ahead; their leases will expire");
         }
         self.finish_running(&mut d, &mut ran, &tracker, &shutdown)
@@ -254,7 +253,7 @@ impl WorkerPool {
         );
         match corrupt {
             Some(problems) => Err(LedgerError::Corrupt {
-                path: self.ledger.path().display().to_string(),
+                path: self.ledger.location(),
                 problems,
             }),
             None => Ok(report),
@@ -278,7 +277,7 @@ impl WorkerPool {
         };
         let (finished, leased) = self
             .ledger
-            .finish_and_lease(&completions, params, Timestamp::now())
+            .finish_and_lease(&completions, params, self.ledger.now())
             .await?;
         for ended in d.ended.drain(..) {
             let state = finished
@@ -289,7 +288,7 @@ impl WorkerPool {
             d.report.count(state);
         }
         d.more_runnable = lease > 0 && leased.len() == lease;
-        let now = Timestamp::now();
+        let now = self.ledger.now();
         let (fresh, stale): (Vec<_>, Vec<_>) =
             leased.into_iter().partition(|j| j.lease_expires_at > now);
         if !stale.is_empty() {
@@ -350,7 +349,7 @@ impl WorkerPool {
         let cap = self.config.max_idle;
         match self.ledger.next_run_at().await {
             Ok(Some(at)) => at
-                .since(Timestamp::now())
+                .since(self.ledger.now())
                 .min(cap)
                 .max(Duration::from_millis(5)),
             Ok(None) => cap,
@@ -427,7 +426,7 @@ async fn sleep_for(duration: Duration) {
 /// Mirrors circuit changes into the ledger, so `gunsync stats` in another process sees them.
 pub(super) async fn mirror(ledger: &Ledger, transitions: &[Transition]) {
     for transition in transitions {
-        let now = Timestamp::now();
+        let now = ledger.now();
         let result = match transition {
             Transition::Opened(c) => {
                 ledger
@@ -451,8 +450,12 @@ async fn rescue_loop(ledger: Ledger, every: Duration, shutdown: Shutdown) {
             _ = tick.tick() => {}
             _ = shutdown.stopped() => return,
         }
-        if let Err(e) = rescuer::reclaim_once(&ledger, Timestamp::now()).await {
+        if let Err(e) = rescuer::reclaim_once(&ledger, ledger.now()).await {
             warn!(error = %e, "reclaiming expired leases failed");
+        }
+        // Lease times come from the database's clock on PostgreSQL: follow it if ours steps.
+        if let Err(e) = ledger.sync_clock().await {
+            warn!(error = %e, "reading the database clock failed");
         }
     }
 }

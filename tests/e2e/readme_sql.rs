@@ -3,23 +3,28 @@
 
 use std::time::Duration;
 
-use gunsync::ledger::{CycleCounts, JobKind};
+use gunsync::ledger::{CycleCounts, JobKind, Ledger, LedgerOptions};
 use gunsync::timestamp::Timestamp;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use crate::helpers::{Step, TestApp, dead, pending, seed_job};
+use crate::support::PgTestDb;
 
 fn readme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md")
 }
 
-/// The body of every fenced block opened with ```sql.
-fn sql_blocks(markdown: &str) -> Vec<String> {
+/// The body of every fenced block for `dialect`: opened with ```` ```sql ```` (both backends) or
+/// ```` ```sql <dialect> ```` (`sqlite` or `postgres` only).
+fn sql_blocks(markdown: &str, dialect: &str) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
     for line in markdown.lines() {
+        let info = line.trim_start().strip_prefix("```sql").map(str::trim);
         match current.as_mut() {
-            None if line.trim_start().starts_with("```sql") => current = Some(String::new()),
+            None if info.is_some_and(|i| i.is_empty() || i == dialect) => {
+                current = Some(String::new())
+            }
             None => {}
             Some(_) if line.trim_start().starts_with("```") => blocks.extend(current.take()),
             Some(block) => {
@@ -31,17 +36,16 @@ fn sql_blocks(markdown: &str) -> Vec<String> {
     blocks
 }
 
-#[tokio::test]
-async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledger() {
-    let app = TestApp::new();
-    let ledger = app.ledger().await;
+/// The ledger every README query must find rows in: dead, retrying, reclaimed, refused and
+/// pending jobs, failed attempts, a cycle and an open circuit.
+async fn populate(ledger: &Ledger) {
     let now = Timestamp::now();
     let earlier = now.minus(Duration::from_secs(1800));
     for i in 0..3 {
-        dead(&ledger, JobKind::Delete, &format!("did:gun:sql:dead{i}"), 2).await;
+        dead(ledger, JobKind::Delete, &format!("did:gun:sql:dead{i}"), 2).await;
     }
     seed_job(
-        &ledger,
+        ledger,
         JobKind::Delete,
         "did:gun:sql:perm",
         12,
@@ -51,7 +55,7 @@ async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledg
     .await;
     for i in 0..4 {
         seed_job(
-            &ledger,
+            ledger,
             JobKind::Discover,
             &format!("did:gun:sql:ok{i}"),
             12,
@@ -61,7 +65,7 @@ async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledg
         .await;
     }
     seed_job(
-        &ledger,
+        ledger,
         JobKind::Delete,
         "did:gun:sql:retry",
         12,
@@ -71,7 +75,7 @@ async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledg
     .await;
     // A worker that died holding a lease: reclaimed once the lease expired.
     seed_job(
-        &ledger,
+        ledger,
         JobKind::Discover,
         "did:gun:sql:crash",
         12,
@@ -83,10 +87,10 @@ async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledg
         .reclaim_expired(now.plus(Duration::from_secs(120)))
         .await
         .unwrap();
-    pending(&ledger, JobKind::Discover, "did:gun:sql:new").await;
+    pending(ledger, JobKind::Discover, "did:gun:sql:new").await;
     // A deletion refused because its deletedBy was not the record's publisher.
     seed_job(
-        &ledger,
+        ledger,
         JobKind::Delete,
         "did:gun:sql:forged",
         12,
@@ -124,6 +128,44 @@ async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledg
         .finish_cycle(cycle, counts, None, earlier.plus(Duration::from_secs(2)))
         .await
         .unwrap();
+}
+
+/// Runs every README block of `dialect` on `conn`: each must run and return rows.
+macro_rules! assert_blocks_return_rows {
+    ($conn:expr, $dialect:expr) => {{
+        let blocks = sql_blocks(&readme(), $dialect);
+        assert!(
+            blocks.len() >= 5,
+            "the README has {} sql blocks for {}",
+            blocks.len(),
+            $dialect
+        );
+        for sql in &blocks {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .fetch_all(&mut *$conn)
+                .await
+                .unwrap_or_else(|e| panic!("README query fails on {}: {e}\n{sql}", $dialect));
+            assert!(
+                !rows.is_empty(),
+                "README query returns no rows on a populated {} ledger:\n{sql}",
+                $dialect
+            );
+            assert!(rows[0].len() > 0);
+        }
+        for view in ["job_summary", "dead_jobs", "recent_failures"] {
+            assert!(
+                blocks.iter().any(|b| b.contains(view)),
+                "the README shows no query on the {view} view"
+            );
+        }
+    }};
+}
+
+#[tokio::test]
+async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledger() {
+    let app = TestApp::new();
+    let ledger = app.ledger().await;
+    populate(&ledger).await;
     ledger.close().await;
     let mut conn = app.sql().await;
     sqlx::query(
@@ -133,30 +175,25 @@ async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_ledg
     .execute(&mut conn)
     .await
     .unwrap();
+    assert_blocks_return_rows!(&mut conn, "sqlite");
+}
 
-    let blocks = sql_blocks(&readme());
-    assert!(
-        blocks.len() >= 5,
-        "the README has {} sql blocks",
-        blocks.len()
-    );
-    for sql in &blocks {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .fetch_all(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("README query fails: {e}\n{sql}"));
-        assert!(
-            !rows.is_empty(),
-            "README query returns no rows on a populated ledger:\n{sql}"
-        );
-        assert!(rows[0].len() > 0);
-    }
-    for view in ["job_summary", "dead_jobs", "recent_failures"] {
-        assert!(
-            blocks.iter().any(|b| b.contains(view)),
-            "the README shows no query on the {view} view"
-        );
-    }
+#[tokio::test]
+async fn every_sql_query_in_the_readme_runs_and_returns_rows_on_a_populated_postgres_ledger() {
+    let db = PgTestDb::create().await;
+    let ledger = Ledger::open(LedgerOptions::new(&db.url)).await.unwrap();
+    populate(&ledger).await;
+    ledger.close().await;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "UPDATE jobs SET payload = jsonb_build_object('refused', 'deletedBy is not the record''s publisher')
+         WHERE key = 'did:gun:sql:forged'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_blocks_return_rows!(&mut conn, "postgres");
+    conn.close().await.unwrap();
 }
 
 #[test]

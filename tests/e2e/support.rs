@@ -14,6 +14,10 @@ use gunsync::ledger::{JobFilter, JobKind, JobState, JobView, Ledger, LedgerOptio
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
+#[path = "../common/postgres.rs"]
+mod postgres;
+pub use postgres::PgTestDb;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_gunsync");
 /// The public key of the tests' publisher: every test soul starts with its hash, and the
 /// deletions the tests seed are marked by it (so they pass verification).
@@ -27,7 +31,10 @@ pub fn publisher() -> String {
 pub struct TestApp {
     /// Holds the ledger file; removed when the app is dropped.
     pub _dir: tempfile::TempDir,
+    /// The SQLite ledger's file (unused when the app runs on PostgreSQL).
     pub db: PathBuf,
+    /// A PostgreSQL database of this test's own, used instead of `db` when set.
+    pub postgres: Option<PgTestDb>,
     pub relay: RelayEmulator,
     pub es: EsEmulator,
     /// Extra env for every command (overrides the defaults below).
@@ -41,9 +48,25 @@ impl TestApp {
         TestApp {
             _dir: dir,
             db,
+            postgres: None,
             relay: RelayEmulator::start().await,
             es: EsEmulator::start().await.unwrap(),
             env: Vec::new(),
+        }
+    }
+
+    /// As [`TestApp::start`], with the ledger in a fresh PostgreSQL database.
+    pub async fn start_postgres() -> TestApp {
+        let mut app = TestApp::start().await;
+        app.postgres = Some(PgTestDb::create().await);
+        app
+    }
+
+    /// What `GUNSYNC_DATABASE` says: the PostgreSQL URL, or the ledger file.
+    pub fn database(&self) -> String {
+        match &self.postgres {
+            Some(db) => db.url.clone(),
+            None => self.db.to_string_lossy().into_owned(),
         }
     }
 
@@ -65,7 +88,7 @@ impl TestApp {
                     "warn"
                 },
             )
-            .env("GUNSYNC_DATABASE", &self.db)
+            .env("GUNSYNC_DATABASE", self.database())
             .env("GUN_PEERS", self.relay.url().as_str())
             .env("ELASTICSEARCHHOST", self.es.url().as_str())
             .env("GUN_REGISTRY_TIMEOUT_MS", "5000")
@@ -136,7 +159,7 @@ impl TestApp {
 
     /// The ledger, opened from the test process (WAL lets it read while the daemon writes).
     pub async fn ledger(&self) -> Ledger {
-        Ledger::open(LedgerOptions::new(self.db.to_str().unwrap()))
+        Ledger::open(LedgerOptions::new(self.database()))
             .await
             .unwrap()
     }
