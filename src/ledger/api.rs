@@ -148,10 +148,18 @@ impl Ledger {
         finish: Finish,
         now: Timestamp,
     ) -> Result<JobState, LedgerError> {
-        match &self.backend {
-            Backend::Sqlite(l) => l.finish(id, token, finish, now).await,
-            Backend::Postgres(l) => l.finish(id, token, finish, now).await,
-        }
+        let completion = Completion {
+            id,
+            lease_token: token.clone(),
+            finish,
+        };
+        let finished = self
+            .finish_many(std::slice::from_ref(&completion), now)
+            .await?;
+        finished
+            .first()
+            .map(|f| f.state)
+            .ok_or(LedgerError::LeaseLost(id))
     }
 
     /// Ends many attempts in one transaction. Returns the jobs that changed; a completion whose

@@ -6,33 +6,12 @@ use serde_json::json;
 
 use super::health::Track;
 use super::lease::LeaseParams;
-use super::model::{Completion, Finish, Finished, JobId, LeaseToken, LeasedJob, bounded_error};
+use super::model::{Completion, Finish, Finished, JobId, LeasedJob, bounded_error};
 use super::write::WriteTx;
-use super::{JobState, LedgerError, SqliteLedger};
+use super::{LedgerError, SqliteLedger};
 use crate::timestamp::Timestamp;
 
 impl SqliteLedger {
-    pub async fn finish(
-        &self,
-        id: JobId,
-        token: &LeaseToken,
-        finish: Finish,
-        now: Timestamp,
-    ) -> Result<JobState, LedgerError> {
-        let completion = Completion {
-            id,
-            lease_token: token.clone(),
-            finish,
-        };
-        let finished = self
-            .finish_many(std::slice::from_ref(&completion), now)
-            .await?;
-        finished
-            .first()
-            .map(|f| f.state)
-            .ok_or(LedgerError::LeaseLost(id))
-    }
-
     pub async fn finish_many(
         &self,
         completions: &[Completion],

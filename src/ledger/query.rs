@@ -161,18 +161,23 @@ impl JobRow {
     }
 }
 
+impl JobFilter {
+    /// The jobs a listing asks for, as the statement's filter.
+    pub(super) fn matching(&self) -> Matching<'_> {
+        Matching {
+            ids: &[],
+            state: self.state,
+            kind: self.kind,
+            key: self.key.as_deref(),
+            before: self.before,
+            limit: i64::from(self.limit),
+        }
+    }
+}
+
 impl SqliteLedger {
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobView>, LedgerError> {
-        let ids = self
-            .matching_ids(&Matching {
-                ids: &[],
-                state: filter.state,
-                kind: filter.kind,
-                key: filter.key.as_deref(),
-                before: filter.before,
-                limit: i64::from(filter.limit),
-            })
-            .await?;
+        let ids = self.matching_ids(&filter.matching()).await?;
         Ok(self
             .rows(&ids)
             .await?

@@ -1,16 +1,20 @@
-//! `gunsync run`: endpoints, graceful stop on SIGTERM, crash safety under `kill -9`, and start-up
-//! validation.
+//! `gunsync run`: endpoints, graceful stop on SIGTERM, crash safety under `kill -9` (each on both
+//! backends), and start-up validation.
 
 use std::time::Duration;
 
 use gunsync::emulator::faults::FaultRule;
 use gunsync::ledger::{JobKind, JobState};
 
-use crate::support::{TestApp, eventually};
+use crate::support::{TestApp, both_backends, eventually};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn healthz_metrics_and_memory_endpoints_answer() {
-    let mut app = TestApp::start().await;
+both_backends!(
+    healthz_metrics_and_memory_endpoints_answer,
+    sigterm_stops_gracefully_with_exit_0_and_no_job_left_running,
+    a_restart_after_kill_9_loses_nothing_and_runs_each_job_to_done_once,
+);
+
+async fn healthz_metrics_and_memory_endpoints_answer(mut app: TestApp) {
     for i in 0..20 {
         app.seed_record(&format!("post-{i:02}"), "post");
     }
@@ -30,7 +34,14 @@ async fn healthz_metrics_and_memory_endpoints_answer() {
     })
     .await;
 
-    let metrics = daemon.get_text("/metrics").await;
+    // Elasticsearch holds a document a moment before the job's finish commits.
+    let metrics = eventually(Duration::from_secs(20), || async {
+        let metrics = daemon.get_text("/metrics").await;
+        metrics
+            .contains(r#"gunsync_jobs{kind="discover",state="done"} 20"#)
+            .then_some(metrics)
+    })
+    .await;
     for needle in [
         r#"gunsync_jobs{kind="discover",state="done"} 20"#,
         "gunsync_job_attempts_total",
@@ -65,9 +76,7 @@ async fn healthz_metrics_and_memory_endpoints_answer() {
     assert_eq!(daemon.wait(Duration::from_secs(20)).await, Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_stops_gracefully_with_exit_0_and_no_job_left_running() {
-    let mut app = TestApp::start().await;
+async fn sigterm_stops_gracefully_with_exit_0_and_no_job_left_running(mut app: TestApp) {
     for i in 0..40 {
         app.seed_record(&format!("audio-{i:02}"), "audio");
     }
@@ -93,9 +102,7 @@ async fn sigterm_stops_gracefully_with_exit_0_and_no_job_left_running() {
     ledger.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_restart_after_kill_9_loses_nothing_and_runs_each_job_to_done_once() {
-    let mut app = TestApp::start().await;
+async fn a_restart_after_kill_9_loses_nothing_and_runs_each_job_to_done_once(mut app: TestApp) {
     for i in 0..150 {
         app.seed_record(&format!("text-{i:03}"), "text");
     }

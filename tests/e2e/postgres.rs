@@ -182,3 +182,35 @@ async fn migrate_from_sqlite_moves_every_job_attempt_and_cycle_with_the_same_cli
         "new id {id} after the copied ones (max {max_id})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_runs_on_postgres_in_a_schema_of_its_own() {
+    let db = PgTestDb::create().await;
+    let run = || {
+        tokio::process::Command::new(crate::support::BIN)
+            .args(["demo", "--seconds", "4", "--json"])
+            .env("GUNSYNC_DATABASE", &db.url)
+            .env("RUST_LOG", "warn")
+            .output()
+    };
+    for _ in 0..2 {
+        // Twice: each run starts from an empty demo schema.
+        let output = run().await.unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let summary = stdout_json(&output);
+        assert!(
+            summary["database"]
+                .as_str()
+                .is_some_and(|d| d.contains("search_path%3Dgunsync_demo")),
+            "{summary}"
+        );
+        let jobs = |kind: &str| {
+            summary["states"][kind]
+                .as_object()
+                .map_or(0, |states| states.values().filter_map(Value::as_i64).sum())
+        };
+        // The demo's 43 records to discover and 7 deletions, each one job, none twice.
+        assert_eq!((jobs("discover"), jobs("delete")), (43, 7), "{summary}");
+        assert!(summary["es_documents"].as_u64() > Some(0), "{summary}");
+    }
+}

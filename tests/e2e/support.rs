@@ -300,6 +300,30 @@ impl Daemon {
     }
 }
 
+/// Runs each named `async fn name(app: TestApp)` as two tests, `sqlite::name` and
+/// `postgres::name`: on a fresh SQLite ledger file and on a fresh PostgreSQL database.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name($crate::support::TestApp::start().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name($crate::support::TestApp::start_postgres().await).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use both_backends;
+
 /// Polls `check` until it returns `Some`, failing the test after `within`.
 pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> T
 where

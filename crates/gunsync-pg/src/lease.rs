@@ -20,15 +20,35 @@ pub struct LeasedRow {
     pub run_at: DateTime<Utc>,
 }
 
-/// Leases up to `limit` runnable jobs in `priority, run_at, id` order under `token`. Rows another
-/// node is leasing at the same moment are skipped, not waited for (`SKIP LOCKED`), so nodes
-/// leasing together never take the same job nor queue behind each other.
+/// The priorities that have waiting jobs, lowest first: one index seek each (a skip-scan of
+/// `jobs_runnable`), however many jobs wait at each.
+pub async fn levels<'e>(e: impl sqlx::PgExecutor<'e>) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar!(
+        r#"WITH RECURSIVE level(p) AS (
+               SELECT min(priority) FROM jobs WHERE state IN ('pending', 'retrying')
+               UNION ALL
+               SELECT (SELECT min(priority) FROM jobs
+                       WHERE state IN ('pending', 'retrying') AND priority > level.p)
+               FROM level WHERE level.p IS NOT NULL
+           )
+           SELECT p AS "p!" FROM level WHERE p IS NOT NULL"#
+    )
+    .fetch_all(e)
+    .await
+}
+
+/// Leases up to `limit` jobs of one `priority` that are runnable at `now`, in `run_at, id` order,
+/// under `token`: a range of `jobs_runnable` that never walks the jobs scheduled later. Rows
+/// another node is leasing at the same moment are skipped, not waited for (`SKIP LOCKED`), so
+/// nodes leasing together never take the same job nor queue behind each other.
+#[allow(clippy::too_many_arguments)]
 pub async fn lease<'e>(
     e: impl sqlx::PgExecutor<'e>,
     token: &str,
     worker: &str,
     expires: DateTime<Utc>,
     now: DateTime<Utc>,
+    priority: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<LeasedRow>> {
     sqlx::query_as!(
@@ -38,9 +58,9 @@ pub async fn lease<'e>(
                lease_expires_at = $3, leased_at = $4, updated_at = $4
            WHERE id IN (
                SELECT id FROM jobs
-               WHERE state IN ('pending', 'retrying') AND run_at <= $4
-               ORDER BY priority, run_at, id
-               LIMIT $5
+               WHERE state IN ('pending', 'retrying') AND priority = $5 AND run_at <= $4
+               ORDER BY run_at, id
+               LIMIT $6
                FOR UPDATE SKIP LOCKED
            )
            RETURNING id AS "id!", kind AS "kind!", key AS "key!", payload AS "payload!",
@@ -50,6 +70,7 @@ pub async fn lease<'e>(
         worker,
         expires,
         now,
+        priority,
         limit,
     )
     .fetch_all(e)

@@ -6,34 +6,12 @@ use sqlx::PgConnection;
 use super::super::finish::completions_json;
 use super::super::health::Track;
 use super::super::lease::LeaseParams;
-use super::super::model::{Completion, Finish, Finished, JobId, LeaseToken, LeasedJob};
+use super::super::model::{Completion, Finished, JobId, LeasedJob};
 use super::super::{JobState, LedgerError, UnknownName};
 use super::PgLedger;
 use crate::timestamp::Timestamp;
 
 impl PgLedger {
-    /// See [`Ledger::finish`](super::super::Ledger::finish).
-    pub(in crate::ledger) async fn finish(
-        &self,
-        id: JobId,
-        token: &LeaseToken,
-        finish: Finish,
-        now: Timestamp,
-    ) -> Result<JobState, LedgerError> {
-        let completion = Completion {
-            id,
-            lease_token: token.clone(),
-            finish,
-        };
-        let finished = self
-            .finish_many(std::slice::from_ref(&completion), now)
-            .await?;
-        finished
-            .first()
-            .map(|f| f.state)
-            .ok_or(LedgerError::LeaseLost(id))
-    }
-
     /// See [`Ledger::finish_many`](super::super::Ledger::finish_many).
     pub(in crate::ledger) async fn finish_many(
         &self,

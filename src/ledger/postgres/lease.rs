@@ -13,7 +13,8 @@ use super::PgLedger;
 use crate::timestamp::Timestamp;
 
 impl PgLedger {
-    /// See [`Ledger::lease`](super::super::Ledger::lease). One statement: no transaction.
+    /// See [`Ledger::lease`](super::super::Ledger::lease). Outside a transaction: each level's
+    /// statement stands alone.
     pub(in crate::ledger) async fn lease(
         &self,
         params: LeaseParams<'_>,
@@ -40,18 +41,32 @@ impl PgLedger {
         }
         let token = LeaseToken::generate();
         let expires = now.plus(params.lease_for);
-        let mut rows = gunsync_pg::lease::lease(
-            &mut *conn,
-            token.as_str(),
-            params.worker,
-            expires.as_datetime(),
-            now.as_datetime(),
-            i64::from(params.max),
-        )
-        .await
-        .on_write(&self.health)?;
-        // RETURNING gives no order: restore the lease order.
-        rows.sort_by_key(|r| (r.priority, r.run_at, r.id));
+        // One priority level at a time, lowest first, as on SQLite: within a level the runnable
+        // jobs are a prefix of `jobs_runnable`, so no lease walks the jobs scheduled later.
+        let levels = gunsync_pg::lease::levels(&mut *conn)
+            .await
+            .on_write(&self.health)?;
+        let mut rows = Vec::new();
+        for level in levels {
+            let left = i64::from(params.max) - rows.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            let mut level_rows = gunsync_pg::lease::lease(
+                &mut *conn,
+                token.as_str(),
+                params.worker,
+                expires.as_datetime(),
+                now.as_datetime(),
+                level,
+                left,
+            )
+            .await
+            .on_write(&self.health)?;
+            // RETURNING gives no order: restore the lease order within the level.
+            level_rows.sort_by_key(|r| (r.run_at, r.id));
+            rows.extend(level_rows);
+        }
         Ok(rows
             .into_iter()
             .map(|r| LeasedJob {

@@ -19,16 +19,7 @@ impl PgLedger {
         &self,
         filter: &JobFilter,
     ) -> Result<Vec<JobView>, LedgerError> {
-        let ids = self
-            .matching_ids(&Matching {
-                ids: &[],
-                state: filter.state,
-                kind: filter.kind,
-                key: filter.key.as_deref(),
-                before: filter.before,
-                limit: i64::from(filter.limit),
-            })
-            .await?;
+        let ids = self.matching_ids(&filter.matching()).await?;
         Ok(self
             .rows(&ids)
             .await?
