@@ -63,10 +63,10 @@ pub struct PruneResult {
 }
 
 /// Builds a ledger of `jobs` jobs — at `at`, a file that must not exist yet (kept for a look with
-/// `sqlite3`), or a temporary one — and measures it.
+/// `sqlite3`) or an empty PostgreSQL ledger, or in a temporary file — and measures it.
 pub async fn scale_bench(
     jobs: u64,
-    at: Option<&Path>,
+    at: Option<&str>,
     synchronous: Synchronous,
     mut progress: impl FnMut(&str),
 ) -> Result<ScaleBench, LedgerError> {
@@ -74,23 +74,32 @@ pub async fn scale_bench(
         what: "temporary directory",
         reason: e.to_string(),
     })?;
-    let path = match at {
-        Some(path) if path.exists() => {
+    let database = match at {
+        Some(url) if Ledger::is_postgres_url(url) => url.to_owned(),
+        Some(path) if Path::new(path).exists() => {
             return Err(LedgerError::Invalid {
                 what: "--database",
                 reason: format!(
-                    "{} exists: bench scale builds a new ledger and never touches an existing one",
-                    path.display()
+                    "{path} exists: bench scale builds a new ledger and never touches an existing one"
                 ),
             });
         }
-        Some(path) => path.to_path_buf(),
-        None => dir.path().join("scale.db"),
+        Some(path) => path.to_owned(),
+        None => dir.path().join("scale.db").to_string_lossy().into_owned(),
     };
-    let ledger = Ledger::open(
-        LedgerOptions::new(path.to_string_lossy().into_owned()).synchronous(synchronous),
-    )
-    .await?;
+    let ledger = Ledger::open(LedgerOptions::new(database).synchronous(synchronous)).await?;
+    let existing = ledger.stats(ledger.now(), 0).await?.total;
+    if existing > 0 {
+        ledger.close().await;
+        return Err(LedgerError::Invalid {
+            what: "--database",
+            reason: format!(
+                "{} holds {existing} jobs: bench scale builds a new ledger and never touches an \
+                 existing one",
+                ledger.location()
+            ),
+        });
+    }
     let now = Timestamp::now();
     let started = Instant::now();
     let mut reported = 0;

@@ -212,11 +212,15 @@ pub async fn execute(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()>
                     ))
                     .into());
                 }
-                BenchDatabase::Path(p) => Some(std::path::PathBuf::from(
+                BenchDatabase::Path(p) if crate::ledger::Ledger::is_postgres_url(p) => {
+                    Some(p.clone())
+                }
+                BenchDatabase::Path(p) => Some(
                     p.strip_prefix("sqlite://")
                         .or_else(|| p.strip_prefix("sqlite:"))
-                        .unwrap_or(p),
-                )),
+                        .unwrap_or(p)
+                        .to_owned(),
+                ),
                 BenchDatabase::Temporary => None,
             };
             let mut runs = Vec::new();

@@ -91,7 +91,7 @@ pub async fn execute(args: PruneArgs, global: &GlobalArgs) -> anyhow::Result<()>
     )?;
     let mib = |b: u64| b as f64 / 1_048_576.0;
     outln!(
-        "ledger file {:.1} MiB → {:.1} MiB{}",
+        "ledger {:.1} MiB → {:.1} MiB{}",
         mib(space.bytes_before),
         mib(space.bytes_after),
         if space.free_pages > 0 {

@@ -120,6 +120,14 @@ impl PgLedger {
             Synchronous::Full => connect,
             Synchronous::Normal => connect.options([("synchronous_commit", "off")]),
         };
+        // One connection first: a server that is down or refuses the login says so at once,
+        // instead of the pool retrying until its acquire timeout.
+        PgConnection::connect_with(&connect)
+            .await
+            .map_err(|e| open_error(&location, e))?
+            .close()
+            .await
+            .map_err(|e| open_error(&location, e))?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .min_connections(1)
@@ -255,11 +263,15 @@ impl PgLedger {
 }
 
 fn open_error(location: &str, error: sqlx::Error) -> LedgerError {
-    match error {
-        sqlx::Error::Io(e) => LedgerError::Invalid {
-            what: "database",
-            reason: format!("cannot reach PostgreSQL at {location}: {e}"),
-        },
-        other => LedgerError::Database(other),
+    let reason = match &error {
+        sqlx::Error::Io(e) => e.to_string(),
+        sqlx::Error::Tls(e) => format!("TLS: {e}"),
+        sqlx::Error::Database(db) => db.message().to_string(),
+        sqlx::Error::Configuration(e) => e.to_string(),
+        _ => return LedgerError::Database(error),
+    };
+    LedgerError::Invalid {
+        what: "database",
+        reason: format!("cannot open the PostgreSQL ledger at {location}: {reason}"),
     }
 }
