@@ -406,10 +406,14 @@ impl Ledger {
         kind: JobKind,
         key: &str,
     ) -> Result<Option<JobView>, LedgerError> {
-        match &self.backend {
-            Backend::Sqlite(l) => l.latest_job(kind, key).await,
-            Backend::Postgres(l) => l.latest_job(kind, key).await,
-        }
+        let filter = JobFilter {
+            state: None,
+            kind: Some(kind),
+            key: Some(key.to_string()),
+            before: None,
+            limit: 1,
+        };
+        Ok(self.list_jobs(&filter).await?.into_iter().next())
     }
 
     /// One job and its attempts, oldest attempt first (`None` = no such job).

@@ -6,25 +6,38 @@ use super::health::Track;
 use super::{LedgerError, SqliteLedger};
 use crate::timestamp::Timestamp;
 
-/// The README's queries, in its order, each with a short name for `bench scale`'s report.
-pub const OPERATOR_QUERIES: &[(&str, &str)] = &[
-    (
-        "job_summary",
-        "SELECT kind, state, jobs, oldest_runnable_age_s FROM job_summary ORDER BY kind, state;",
-    ),
-    (
-        "dead_by_reason",
-        "SELECT kind, last_error, count(*) AS jobs, min(died_at) AS first_died, max(died_at) AS last_died
+/// The `job_summary` query: the same SQL on both backends.
+pub(super) const JOB_SUMMARY_SQL: &str =
+    "SELECT kind, state, jobs, oldest_runnable_age_s FROM job_summary ORDER BY kind, state;";
+
+/// The `dead_by_reason` query: the same SQL on both backends.
+pub(super) const DEAD_BY_REASON_SQL: &str = "SELECT kind, last_error, count(*) AS jobs, min(died_at) AS first_died, max(died_at) AS last_died
 FROM dead_jobs
 GROUP BY kind, last_error
-ORDER BY jobs DESC;",
-    ),
-    (
-        "recent_failures",
-        "SELECT job_id, kind, key, attempt, outcome, http_status, error, finished_at
+ORDER BY jobs DESC;";
+
+/// The `recent_failures` query: the same SQL on both backends.
+pub(super) const RECENT_FAILURES_SQL: &str =
+    "SELECT job_id, kind, key, attempt, outcome, http_status, error, finished_at
 FROM recent_failures
-LIMIT 20;",
-    ),
+LIMIT 20;";
+
+/// The `refused_deletions` query: the same SQL on both backends.
+pub(super) const REFUSED_DELETIONS_SQL: &str =
+    "SELECT id, key, payload ->> 'refused' AS reason, died_at
+FROM dead_jobs
+WHERE kind = 'delete' AND payload ->> 'refused' IS NOT NULL
+ORDER BY died_at DESC;";
+
+/// The `open_circuits` query: the same SQL on both backends.
+pub(super) const OPEN_CIRCUITS_SQL: &str =
+    "SELECT system, reason, since, next_probe_at FROM circuits;";
+
+/// The README's queries, in its order, each with a short name for `bench scale`'s report.
+pub const OPERATOR_QUERIES: &[(&str, &str)] = &[
+    ("job_summary", JOB_SUMMARY_SQL),
+    ("dead_by_reason", DEAD_BY_REASON_SQL),
+    ("recent_failures", RECENT_FAILURES_SQL),
     (
         "retries_next",
         "SELECT id, kind, key, attempts, max_attempts, run_at, last_error
@@ -88,17 +101,8 @@ JOIN jobs AS j ON j.id = a.job_id
 WHERE a.outcome = 'lease_expired'
   AND a.finished_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day');",
     ),
-    (
-        "refused_deletions",
-        "SELECT id, key, payload ->> 'refused' AS reason, died_at
-FROM dead_jobs
-WHERE kind = 'delete' AND payload ->> 'refused' IS NOT NULL
-ORDER BY died_at DESC;",
-    ),
-    (
-        "open_circuits",
-        "SELECT system, reason, since, next_probe_at FROM circuits;",
-    ),
+    ("refused_deletions", REFUSED_DELETIONS_SQL),
+    ("open_circuits", OPEN_CIRCUITS_SQL),
 ];
 
 /// Jobs per write transaction while building a scale ledger.

@@ -329,21 +329,6 @@ impl SqliteLedger {
         .on_read(&self.health)
     }
 
-    pub async fn latest_job(
-        &self,
-        kind: JobKind,
-        key: &str,
-    ) -> Result<Option<JobView>, LedgerError> {
-        let filter = JobFilter {
-            state: None,
-            kind: Some(kind),
-            key: Some(key.to_string()),
-            before: None,
-            limit: 1,
-        };
-        Ok(self.list_jobs(&filter).await?.into_iter().next())
-    }
-
     pub async fn get_job(
         &self,
         id: JobId,

@@ -6,30 +6,19 @@ use gunsync_pg::operator as sql;
 
 use super::super::LedgerError;
 use super::super::health::Track;
-use super::super::operator::{POPULATE_CHUNK, SCALE_KEY_PREFIX, SCALE_MAX_ATTEMPTS};
+use super::super::operator::{
+    DEAD_BY_REASON_SQL, JOB_SUMMARY_SQL, OPEN_CIRCUITS_SQL, POPULATE_CHUNK, RECENT_FAILURES_SQL,
+    REFUSED_DELETIONS_SQL, SCALE_KEY_PREFIX, SCALE_MAX_ATTEMPTS,
+};
 use super::PgLedger;
 use crate::timestamp::Timestamp;
 
 /// The README's queries for `psql`, named and ordered as the SQLite backend's
 /// `OPERATOR_QUERIES`. Hours are cut in UTC whatever the session's time zone.
 pub const OPERATOR_QUERIES: &[(&str, &str)] = &[
-    (
-        "job_summary",
-        "SELECT kind, state, jobs, oldest_runnable_age_s FROM job_summary ORDER BY kind, state;",
-    ),
-    (
-        "dead_by_reason",
-        "SELECT kind, last_error, count(*) AS jobs, min(died_at) AS first_died, max(died_at) AS last_died
-FROM dead_jobs
-GROUP BY kind, last_error
-ORDER BY jobs DESC;",
-    ),
-    (
-        "recent_failures",
-        "SELECT job_id, kind, key, attempt, outcome, http_status, error, finished_at
-FROM recent_failures
-LIMIT 20;",
-    ),
+    ("job_summary", JOB_SUMMARY_SQL),
+    ("dead_by_reason", DEAD_BY_REASON_SQL),
+    ("recent_failures", RECENT_FAILURES_SQL),
     (
         "retries_next",
         "SELECT id, kind, key, attempts, max_attempts, run_at, last_error
@@ -93,17 +82,8 @@ JOIN jobs AS j ON j.id = a.job_id
 WHERE a.outcome = 'lease_expired'
   AND a.finished_at >= now() - interval '1 day';",
     ),
-    (
-        "refused_deletions",
-        "SELECT id, key, payload ->> 'refused' AS reason, died_at
-FROM dead_jobs
-WHERE kind = 'delete' AND payload ->> 'refused' IS NOT NULL
-ORDER BY died_at DESC;",
-    ),
-    (
-        "open_circuits",
-        "SELECT system, reason, since, next_probe_at FROM circuits;",
-    ),
+    ("refused_deletions", REFUSED_DELETIONS_SQL),
+    ("open_circuits", OPEN_CIRCUITS_SQL),
 ];
 
 impl PgLedger {

@@ -71,22 +71,6 @@ impl PgLedger {
         sql::rows(&self.pool, ids).await.on_read(&self.health)
     }
 
-    /// See [`Ledger::latest_job`](super::super::Ledger::latest_job).
-    pub(in crate::ledger) async fn latest_job(
-        &self,
-        kind: JobKind,
-        key: &str,
-    ) -> Result<Option<JobView>, LedgerError> {
-        let filter = JobFilter {
-            state: None,
-            kind: Some(kind),
-            key: Some(key.to_string()),
-            before: None,
-            limit: 1,
-        };
-        Ok(self.list_jobs(&filter).await?.into_iter().next())
-    }
-
     /// See [`Ledger::get_job`](super::super::Ledger::get_job).
     pub(in crate::ledger) async fn get_job(
         &self,
